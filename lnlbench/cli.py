@@ -1,0 +1,49 @@
+"""The `lnlbench` command line: argument parsing and messages to people."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from lnlbench.errors import LnlbenchError
+
+# One module per group of subcommands; each exposes `add_parsers(subparsers)`.
+COMMAND_MODULES = [
+    "lnlbench.commands.run",
+    "lnlbench.commands.demo",
+    "lnlbench.commands.catalog",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import lnlbench
+
+    parser = argparse.ArgumentParser(
+        prog="lnlbench", description="Benchmark learning with noisy labels on pre-trained models."
+    )
+    parser.add_argument("--version", action="version", version=f"lnlbench {lnlbench.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except LnlbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

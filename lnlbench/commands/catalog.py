@@ -1,0 +1,113 @@
+"""Listing commands: datasets, noise models, methods, backbones; and `lnlbench noise` to inspect noisy labels."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from lnlbench.commands.common import add_run_arguments, parse_set
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("datasets", help="list the registered datasets")
+    p.set_defaults(func=cmd_datasets)
+    p = sub.add_parser("noise-models", help="list the noise models")
+    p.set_defaults(func=cmd_noise_models)
+    p = sub.add_parser("methods", help="list the methods, or show one's hyperparameters")
+    p.add_argument("--show", metavar="NAME", help="print NAME's hyperparameters with their defaults and sources")
+    p.add_argument("--dataset", default=None, help="with --show: resolve per-dataset overrides")
+    p.add_argument("--noise", default="sym", help="with --show: resolve per-noise overrides")
+    p.add_argument("--rate", type=float, default=0.5, help="with --show: resolve per-rate overrides")
+    p.set_defaults(func=cmd_methods)
+    p = sub.add_parser("backbones", help="list timm architectures matching a wildcard")
+    p.add_argument("pattern", nargs="?", default="*", help="e.g. '*resnet*'")
+    p.set_defaults(func=cmd_backbones)
+    p = sub.add_parser("noise", help="make (or load) noisy labels and print their realized rate and transition matrix")
+    add_run_arguments(p)
+    p.add_argument("--cache-dir", default=None, help="cache of noisy labels (default: ~/.cache/lnlbench)")
+    p.add_argument("--json", action="store_true", help="print an object with realized_rate, labels_sha256, ...")
+    p.set_defaults(func=cmd_noise)
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from lnlbench.data.base import DATASETS
+    from lnlbench import data as _readers  # noqa: F401
+    from lnlbench.plugins import register_plugin_datasets
+
+    register_plugin_datasets()
+    for name in DATASETS.names():
+        reader = DATASETS.get(name)
+        root = "needs --data-root" if reader.needs_data_root else "embedded"
+        print(f"{name:<14} {root:<18} {reader.description}")
+    return 0
+
+
+def cmd_noise_models(args: argparse.Namespace) -> int:
+    from lnlbench.noise import NOISE_MODELS
+
+    for name in NOISE_MODELS.names():
+        print(f"{name:<14} {NOISE_MODELS.get(name).description}")
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from lnlbench.plugins import method_registry
+
+    registry = method_registry()
+    if not args.show:
+        for name in registry.names():
+            cls = registry.get(name)
+            print(f"{name:<12} {cls.source:<22} {cls.description}")
+        return 0
+    cls = registry.get(args.show)
+    print(f"{cls.name} ({cls.source}): {cls.description}")
+    resolved = cls.resolve_hparams(args.dataset or "", args.noise, args.rate)
+    overrides = cls.hparam_overrides(args.dataset or "", args.noise, args.rate)
+    setting = f"dataset={args.dataset or '-'}, noise={args.noise}, rate={args.rate}"
+    print(f"hyperparameters (resolved for {setting}):")
+    for key, hp in cls.hparam_space.items():
+        src = overrides[key][1] if key in overrides else hp.source
+        print(f"  {key} = {resolved[key]!r}\n      source: {src}" + (f"\n      {hp.help}" if hp.help else ""))
+    return 0
+
+
+def cmd_backbones(args: argparse.Namespace) -> int:
+    import timm
+
+    for name in timm.list_models(args.pattern):
+        print(name)
+    return 0
+
+
+def cmd_noise(args: argparse.Namespace) -> int:
+    from lnlbench.data.base import load_dataset
+    from lnlbench.noise import NOISE_MODELS
+    from lnlbench.runner import default_cache_dir, make_noisy_labels, resolve_config
+
+    NOISE_MODELS.get(args.noise)
+    config = resolve_config(
+        dataset=args.dataset, noise=args.noise, rate=args.rate, method="lp", noise_seed=args.noise_seed,
+        dataset_options=parse_set(args.option), data_root=args.data_root, noise_file=args.noise_file,
+        noise_map=args.noise_map,
+    )
+    data = load_dataset(args.dataset, args.data_root, download=args.download, **config.dataset_options)
+    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    noisy = make_noisy_labels(config, data, cache)
+    info = noisy.to_json()
+    info["dataset"] = args.dataset
+    info["classes"] = data.classes
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{args.dataset}: {args.noise} at rate {args.rate}, noise seed {args.noise_seed}")
+    print(f"realized noise rate: {noisy.realized_rate:.4f} over {len(noisy.labels)} labels")
+    print(f"labels sha256: {noisy.sha256}")
+    print("realized transition matrix (rows: clean class, columns: noisy label):")
+    tm = np.asarray(noisy.transition_matrix)
+    width = max(len(c) for c in data.classes[: len(tm)])
+    for name, row in zip(data.classes, tm):
+        print(f"  {name:>{width}} " + " ".join(f"{v:5.2f}" for v in row))
+    return 0

@@ -1,0 +1,159 @@
+"""The context the harness hands to a method: data, noisy labels, models, timers, checkpoints, diagnostics."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lnlbench import engine
+from lnlbench.engine import ImageBatcher, PhaseTimer, Precision
+from lnlbench.models import BackboneSpec, create_backbone, split_backbone_head
+from lnlbench.runs import RunConfig
+
+
+@dataclass
+class MethodContext:
+    """Everything a method may use. It never holds the clean training labels.
+
+    Methods train on `noisy_labels`, call `evaluate` to log test accuracy per epoch, `record_selection` to report
+    which samples they believe clean (the harness scores it against the truth), and wrap epoch loops in `epochs` so
+    an interrupted run resumes where it stopped.
+    """
+
+    config: RunConfig
+    hparams: dict[str, Any]
+    num_classes: int
+    noisy_labels: torch.Tensor
+    train: ImageBatcher
+    test: ImageBatcher
+    test_labels: torch.Tensor
+    spec: BackboneSpec
+    device: torch.device
+    precision: Precision
+    timer: PhaseTimer
+    checkpoint_dir: Path
+    cache_dir: Path | None
+    feature_key: dict[str, Any]
+    score_selection: Callable[[torch.Tensor], dict[str, float]]
+    verbose: bool = True
+    history: list[dict[str, Any]] = field(default_factory=list)
+    selections: dict[str, Any] = field(default_factory=dict)
+    images_seen: int = 0
+
+    # -- identity -------------------------------------------------------------------------------------------------
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    @property
+    def noise_model(self) -> str:
+        return self.config.noise
+
+    @property
+    def declared_noise_rate(self) -> float:
+        """The rate the user asked for (methods such as co-teaching may use it as their prior)."""
+        return self.config.rate
+
+    def rng(self, *names: object) -> torch.Generator:
+        """A generator derived from the run seed and `names`."""
+        return engine.generator(self.seed, *names)
+
+    # -- models and features --------------------------------------------------------------------------------------
+    def make_model(self, index: int = 0) -> torch.nn.Module:
+        """A fresh pre-trained backbone with a new head (head initialised from the seed and `index`), on device."""
+        torch.manual_seed(engine.derive_seed(self.seed, "model", index))
+        model, _ = create_backbone(self.config.backbone, self.config.weights, self.num_classes)
+        model = model.to(self.device)
+        if self.precision.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    def features(self, split: str) -> torch.Tensor:
+        """Pre-logit features of the pre-trained backbone for `split` ("train" or "test"), cached on disk."""
+        batcher = self.train if split == "train" else self.test
+
+        def compute() -> torch.Tensor:
+            model = self.make_model(index=-1)
+            feature_fn, _ = split_backbone_head(model)
+            return engine.extract_features(feature_fn, batcher, self.precision)
+
+        key = dict(self.feature_key, split=split, size=self.train.size)
+        return engine.cached_features(self.cache_dir, key, compute)
+
+    # -- evaluation and diagnostics -------------------------------------------------------------------------------
+    def evaluate(self, predict: Callable[[torch.Tensor], torch.Tensor]) -> float:
+        """Clean test accuracy of `predict` (a model mapping preprocessed batches to logits)."""
+        logits = engine.predict_logits(predict, self.test, self.precision)
+        return engine.accuracy(logits, self.test_labels)
+
+    def log_epoch(self, phase: str, epoch: int, **metrics: float) -> None:
+        """Record per-epoch metrics (e.g. test_acc, train_loss) in the history and print a progress line."""
+        entry = {"phase": phase, "epoch": epoch, **{k: float(v) for k, v in metrics.items()}}
+        self.history.append(entry)
+        if self.verbose:
+            shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+            print(f"  [{self.config.method}] {phase} epoch {epoch + 1}: {shown}", file=sys.stderr, flush=True)
+
+    def record_selection(self, mask: torch.Tensor, epoch: int | None = None, network: str = "net1") -> dict:
+        """Report the samples believed clean; returns (and records) size, precision and recall against the truth."""
+        mask = mask.detach().to("cpu", torch.bool)
+        scores = self.score_selection(mask)
+        entry = self.selections.setdefault(network, {"by_epoch": []})
+        if epoch is None:
+            entry["final"] = scores
+        else:
+            entry["by_epoch"].append({"epoch": epoch, **scores})
+            entry["final"] = scores
+        return scores
+
+    # -- resumable loops ------------------------------------------------------------------------------------------
+    def epochs(self, phase: str, n: int, state: dict[str, Any]) -> Iterator[int]:
+        """Yield epoch indices of `phase`, checkpointing `state` after each and resuming from the last checkpoint.
+
+        `state` maps names to objects with `state_dict`/`load_state_dict` (models, optimisers, schedulers) or to
+        plain dicts (updated in place). The global RNG is reseeded per epoch, so a resumed run is exact.
+        """
+        path = self.checkpoint_dir / f"{phase}.pt"
+        start = 0
+        if path.exists():
+            ck = engine.safe_torch_load(path)
+            for name, obj in state.items():
+                saved = ck["state"][name]
+                if isinstance(obj, dict):
+                    obj.clear()
+                    obj.update(saved)
+                else:
+                    obj.load_state_dict(saved)
+            self.history = ck["history"]
+            self.selections = ck["selections"]
+            self.images_seen = ck["images_seen"]
+            start = ck["epoch"] + 1
+            if self.verbose and start < n:
+                print(f"  [{self.config.method}] {phase}: resuming at epoch {start + 1}", file=sys.stderr)
+        for epoch in range(start, n):
+            engine.seed_epoch(self.seed, phase, epoch)
+            yield epoch
+            snapshot = {
+                name: (dict(obj) if isinstance(obj, dict) else obj.state_dict()) for name, obj in state.items()
+            }
+            engine.atomic_torch_save(
+                {
+                    "epoch": epoch,
+                    "state": snapshot,
+                    "history": self.history,
+                    "selections": self.selections,
+                    "images_seen": self.images_seen,
+                    "saved_at": time.time(),
+                },
+                path,
+            )
+
+    def phase(self, name: str):
+        """Context manager timing a named phase into `cost.phases`."""
+        return self.timer.phase(name)

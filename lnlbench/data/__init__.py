@@ -1,0 +1,6 @@
+"""Dataset readers behind one registry; importing this package registers every built-in reader."""
+
+from lnlbench.data import cifar, digits, folder  # noqa: F401  (each module registers its readers on import)
+from lnlbench.data.base import DATASETS, Dataset, DatasetReader, Split, load_dataset, register_dataset
+
+__all__ = ["DATASETS", "Dataset", "DatasetReader", "Split", "load_dataset", "register_dataset"]

@@ -1,0 +1,263 @@
+"""Training and evaluation primitives shared by every method: device, batching, precision, features, timers."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from lnlbench.data.transforms import augment, preprocess
+from lnlbench.errors import ConfigError, TrainingError
+
+
+def select_device(name: str | None = None) -> torch.device:
+    """`name` if given (cpu, cuda, cuda:1, mps), else CUDA, then Apple MPS, then CPU."""
+    if name:
+        try:
+            dev = torch.device(name)
+        except RuntimeError:
+            raise ConfigError(f"unknown device {name!r}; use cpu, cuda, cuda:N or mps") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} asked for but CUDA is not available here; use --device cpu")
+        if dev.type == "mps" and not torch.backends.mps.is_available():
+            raise ConfigError(f"device {name!r} asked for but Apple MPS is not available here; use --device cpu")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def device_name(device: torch.device) -> str:
+    """Human-readable device, e.g. 'cuda:NVIDIA H100 80GB HBM3' or 'cpu:2 threads'."""
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    if device.type == "cpu":
+        return f"cpu:{torch.get_num_threads()} threads"
+    return device.type
+
+
+def derive_seed(seed: int, *names: object) -> int:
+    """A stable 63-bit seed from a base seed and names (same inputs, same seed, on every platform)."""
+    digest = hashlib.sha256(repr((seed, *names)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def generator(seed: int, *names: object) -> torch.Generator:
+    """A CPU generator seeded from `derive_seed(seed, *names)`."""
+    g = torch.Generator()
+    g.manual_seed(derive_seed(seed, *names))
+    return g
+
+
+def seed_epoch(seed: int, phase: str, epoch: int) -> None:
+    """Reseed the global RNGs at an epoch boundary, so a resumed run draws what an uninterrupted one would."""
+    torch.manual_seed(derive_seed(seed, "global", phase, epoch))
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Mixed-precision and memory-format settings, written into every result record."""
+
+    amp_dtype: torch.dtype | None  # None: full fp32
+    channels_last: bool
+    compile: bool = False
+
+    def as_record(self) -> dict:
+        return {
+            "precision": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "fp32",
+            "memory_format": "channels_last" if self.channels_last else "contiguous",
+            "compile": self.compile,
+        }
+
+    def autocast(self, device: torch.device):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=self.amp_dtype)
+
+
+def default_precision(device: torch.device, amp: str = "auto", compile: bool = False) -> Precision:
+    """bf16 autocast on GPUs that support it (fp16 otherwise), fp32 on CPU; channels_last everywhere."""
+    if amp == "off" or device.type != "cuda":
+        dtype = None
+    elif amp in ("auto", "bf16") and torch.cuda.is_bf16_supported():
+        dtype = torch.bfloat16
+    elif amp in ("auto", "fp16", "bf16"):
+        dtype = torch.float16
+    else:
+        raise ConfigError(f"unknown --amp {amp!r}; use auto, bf16, fp16 or off")
+    return Precision(amp_dtype=dtype, channels_last=True, compile=compile)
+
+
+@dataclass
+class ImageBatcher:
+    """Turns uint8 images into preprocessed float batches on a device.
+
+    In-memory images that fit are moved to the GPU once, and augmentation and resizing run there; otherwise batches
+    are copied from pinned host memory without blocking.
+    """
+
+    images: torch.Tensor | Sequence[torch.Tensor]
+    device: torch.device
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    channels_last: bool = True
+    _store: torch.Tensor | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.images, torch.Tensor):
+            if self.device.type == "cuda":
+                self._store = self.images.to(self.device, non_blocking=True)
+            else:
+                self._store = self.images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def uint8(self, idx: torch.Tensor) -> torch.Tensor:
+        if self._store is not None:
+            out = self._store[idx.to(self._store.device)]
+        else:
+            out = torch.stack([self.images[int(i)] for i in idx])
+        if out.device != self.device:
+            out = out.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else out.to(self.device)
+        return out
+
+    def batch(self, idx: torch.Tensor, aug: torch.Generator | None = None) -> torch.Tensor:
+        """Preprocessed batch for sample indices `idx`, augmented (crop + flip) when a generator is given."""
+        raw = self.uint8(idx)
+        if aug is not None:
+            raw = augment(raw, aug)
+        x = preprocess(raw, self.size, self.mean, self.std)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+
+def index_batches(
+    indices: torch.Tensor, batch_size: int, order: torch.Generator | None, drop_last: bool = False
+) -> Iterator[torch.Tensor]:
+    """Mini-batches of `indices`, shuffled by `order` when given."""
+    if order is not None:
+        indices = indices[torch.randperm(len(indices), generator=order)]
+    stop = len(indices) - (len(indices) % batch_size if drop_last else 0)
+    for start in range(0, stop, batch_size):
+        chunk = indices[start : start + batch_size]
+        if len(chunk):
+            yield chunk
+
+
+@torch.inference_mode()
+def predict_logits(
+    predict: Callable[[torch.Tensor], torch.Tensor],
+    batcher: ImageBatcher,
+    precision: Precision,
+    batch_size: int = 256,
+    indices: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Logits (float32, on CPU) of `predict` over `indices` (all images by default), in order."""
+    if isinstance(predict, torch.nn.Module):
+        predict.eval()
+    if indices is None:
+        indices = torch.arange(len(batcher))
+    outs = []
+    for idx in index_batches(indices, batch_size, None):
+        with precision.autocast(batcher.device):
+            outs.append(predict(batcher.batch(idx)).float())
+    return torch.cat(outs).cpu() if outs else torch.empty(0)
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of argmax predictions equal to `labels`."""
+    if len(labels) == 0:
+        return float("nan")
+    return float((logits.argmax(1) == labels.to(logits.device)).float().mean())
+
+
+def per_sample_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy per sample (no reduction), in float32."""
+    return F.cross_entropy(logits.float(), labels, reduction="none")
+
+
+def check_finite(value: torch.Tensor | float, phase: str, epoch: int) -> float:
+    """Raise TrainingError naming the phase and epoch when a loss is NaN or infinite; return it as a float."""
+    v = float(value)
+    if v != v or v in (float("inf"), float("-inf")):
+        raise TrainingError(
+            f"loss became {v} in phase {phase!r} at epoch {epoch}; lower the learning rate "
+            f"(--set lr=...) or check the input data"
+        )
+    return v
+
+
+class PhaseTimer:
+    """Wall-clock seconds per named phase (accumulated over repeated entries)."""
+
+    def __init__(self, device: torch.device | None = None) -> None:
+        self.seconds: dict[str, float] = {}
+        self.device = device
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.device is not None and self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+def atomic_torch_save(obj: object, path: Path) -> None:
+    """torch.save to a temporary name in the same directory, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def safe_torch_load(path: Path) -> object:
+    """torch.load with weights_only=True (no arbitrary code from checkpoint files)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@torch.inference_mode()
+def extract_features(
+    feature_fn: Callable[[torch.Tensor], torch.Tensor],
+    batcher: ImageBatcher,
+    precision: Precision,
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """Pre-logit features (float32, CPU) of every image, in order, with the backbone in eval mode."""
+    return predict_logits(feature_fn, batcher, precision, batch_size)
+
+
+def cached_features(
+    cache_dir: Path | None,
+    key: dict,
+    compute: Callable[[], torch.Tensor],
+) -> torch.Tensor:
+    """Features from `cache_dir/features/<sha256(key)>.pt`, computed and stored atomically on a miss."""
+    if cache_dir is None:
+        return compute()
+    digest = hashlib.sha256(repr(sorted(key.items())).encode()).hexdigest()
+    path = Path(cache_dir) / "features" / f"{digest}.pt"
+    if path.exists():
+        try:
+            feats = safe_torch_load(path)
+            if isinstance(feats, torch.Tensor):
+                return feats
+        except Exception:  # a corrupt cache entry is recomputed, never trusted
+            pass
+    feats = compute()
+    atomic_torch_save(feats, path)
+    return feats

@@ -1,0 +1,353 @@
+"""Resolve a run's configuration, execute it, and write its result record."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import lnlbench
+from lnlbench import engine
+from lnlbench.context import MethodContext
+from lnlbench.data.base import DATASETS, Dataset, load_dataset
+from lnlbench.errors import ConfigError, LnlbenchError
+from lnlbench.methods import MethodOutput
+from lnlbench.models import create_backbone
+from lnlbench.noise import NOISE_MODELS, NoisyLabels, cached_noisy_labels, read_asym_map
+from lnlbench.plugins import method_registry, notify_run_finished, register_plugin_datasets
+from lnlbench.runs import SCHEMA, RunConfig, RunDir, check_rate, write_json_atomic
+
+
+def default_cache_dir() -> Path:
+    """Where noisy labels and features are cached: $LNLBENCH_CACHE or ~/.cache/lnlbench."""
+    import os
+
+    return Path(os.environ.get("LNLBENCH_CACHE", Path.home() / ".cache" / "lnlbench"))
+
+
+def default_image_size(backbone: str) -> int:
+    """The input size of the backbone's pre-trained configuration (224 when timm does not say)."""
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(backbone)
+    return int(cfg.input_size[-1]) if cfg is not None and cfg.input_size else 224
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def resolve_config(
+    *,
+    dataset: str,
+    noise: str,
+    rate: float,
+    method: str,
+    noise_seed: int = 0,
+    seed: int = 0,
+    backbone: str = "tf_efficientnet_lite0",
+    weights: str = "packaged",
+    image_size: int | None = None,
+    hparams: dict[str, Any] | None = None,
+    dataset_options: dict[str, Any] | None = None,
+    data_root: str | None = None,
+    noise_file: str | None = None,
+    noise_map: str | None = None,
+    amp: str = "auto",
+    compile: bool = False,
+) -> RunConfig:
+    """Check every name and value and fill every default; raise ConfigError naming the fix."""
+    import timm
+
+    register_plugin_datasets()
+    reader = DATASETS.get(dataset)
+    NOISE_MODELS.get(noise)
+    method_cls = method_registry().get(method)
+    rate = check_rate(rate)
+    if reader.needs_data_root and not data_root:
+        raise ConfigError(f"dataset {dataset!r} needs --data-root DIR (the directory that holds its files)")
+    if not timm.is_model(backbone):
+        raise ConfigError(
+            f"unknown backbone {backbone!r}; list the timm architectures with `lnlbench backbones '*resnet*'`"
+        )
+    if image_size is None:
+        image_size = default_image_size(backbone)
+    if int(image_size) < 8:
+        raise ConfigError(f"image size {image_size} is too small; pass --image-size 32 or more")
+    noise_options: dict[str, Any] = {}
+    if noise == "file":
+        if not noise_file:
+            raise ConfigError("noise model 'file' needs --noise-file PATH (.npy, .pt or .csv of noisy labels)")
+        path = Path(noise_file)
+        if not path.is_file():
+            raise ConfigError(f"noise file {path} does not exist; pass the path of a .npy, .pt or .csv label file")
+        noise_options["file_sha256"] = _sha256_file(path)
+    if noise_map:
+        noise_options["asym_map"] = {str(k): v for k, v in read_asym_map(Path(noise_map)).items()}
+    resolved = method_cls.resolve_hparams(dataset, noise, rate, hparams)
+    return RunConfig(
+        dataset=dataset,
+        noise=noise,
+        rate=rate,
+        method=method,
+        hparams=resolved,
+        image_size=int(image_size),
+        noise_seed=int(noise_seed),
+        seed=int(seed),
+        backbone=backbone,
+        weights=weights,
+        dataset_options=dict(dataset_options or {}),
+        noise_options=noise_options,
+        amp=amp,
+        compile=bool(compile),
+        data_root=str(data_root) if data_root else None,
+        noise_file=str(noise_file) if noise_file else None,
+    )
+
+
+def make_noisy_labels(config: RunConfig, data: Dataset, cache_dir: Path | None) -> NoisyLabels:
+    """The run's noisy training labels, made once per (dataset content, model, rate, noise seed) and cached."""
+    clean = data.train.labels.numpy()
+    kwargs: dict[str, Any] = {"dataset_name": config.dataset, "superclasses": data.superclasses}
+    if config.noise == "idn":
+        kwargs["images"] = data.train.images
+    if config.noise == "file":
+        kwargs["path"] = Path(config.noise_file or "")
+    if "asym_map" in config.noise_options:
+        kwargs["asym_map"] = {int(k): int(v) for k, v in config.noise_options["asym_map"].items()}
+    dataset_key = data.content_sha256()
+    if cache_dir is None:
+        from lnlbench.noise import inject_noise
+
+        return inject_noise(config.noise, clean, data.num_classes, config.rate, config.noise_seed, **kwargs)
+    return cached_noisy_labels(
+        cache_dir, dataset_key, config.noise, clean, data.num_classes, config.rate, config.noise_seed, **kwargs
+    )
+
+
+def selection_scorer(clean_mask: torch.Tensor):
+    """Scores a selection mask against the true clean mask: size, precision, recall, noise rate of the subset."""
+
+    def score(selected: torch.Tensor) -> dict[str, float]:
+        if selected.shape != clean_mask.shape:
+            raise ConfigError(f"selection mask has shape {tuple(selected.shape)}, expected {tuple(clean_mask.shape)}")
+        n_sel = int(selected.sum())
+        n_clean = int(clean_mask.sum())
+        hit = int((selected & clean_mask).sum())
+        return {
+            "size": n_sel,
+            "fraction": n_sel / max(len(selected), 1),
+            "precision": hit / n_sel if n_sel else float("nan"),
+            "recall": hit / n_clean if n_clean else float("nan"),
+            "subset_noise_rate": 1 - hit / n_sel if n_sel else float("nan"),
+        }
+
+    return score
+
+
+def environment() -> dict[str, str]:
+    import timm
+
+    try:
+        git = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        git = ""
+    return {
+        "lnlbench": lnlbench.__version__,
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "python": platform.python_version(),
+        "host": socket.gethostname(),
+        "git": git,
+    }
+
+
+def _peak_mem_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    except (ImportError, OSError):
+        return float("nan")
+
+
+def _log(verbose: bool, msg: str) -> None:
+    if verbose:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def execute_run(
+    config: RunConfig,
+    out: Path | str,
+    *,
+    cache_dir: Path | None = None,
+    device: str | None = None,
+    verbose: bool = True,
+    keep_checkpoints: bool = False,
+) -> dict[str, Any]:
+    """Run one configuration and return its record; `OUT/<run_id>/result.json` is written atomically.
+
+    A finished run (status done) is returned as it is. A run that fails after starting gets a record with status
+    "failed", its error and traceback.txt; a configuration error raises before anything is written.
+    """
+    run_dir = RunDir(out, config.run_id)
+    done = run_dir.read_result()
+    if done and done.get("status") == "done" and done.get("schema") == SCHEMA:
+        _log(verbose, f"run {config.run_id}: already done")
+        return done
+    try:
+        run_dir.path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create run directory {run_dir.path}: {exc}; pass a writable --out") from None
+    write_json_atomic(run_dir.config, config.to_json())
+    run_dir.traceback.unlink(missing_ok=True)
+    cache_dir = default_cache_dir() if cache_dir is None else cache_dir
+    dev = engine.select_device(device)
+    start = time.perf_counter()
+    timer = engine.PhaseTimer(dev)
+    record: dict[str, Any] = {
+        "schema": SCHEMA,
+        "run_id": config.run_id,
+        "status": "running",
+        "method": config.method,
+        "hparams": config.hparams,
+        "dataset": config.dataset,
+        "dataset_options": config.dataset_options,
+        "image_size": config.image_size,
+        "seed": config.seed,
+        "backbone": {"name": config.backbone, "weights": config.weights},
+        "config": config.identity(),
+        "env": environment(),
+    }
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    try:
+        _execute(config, run_dir, record, cache_dir, dev, timer, verbose)
+        record["status"] = "done"
+        if not keep_checkpoints:
+            shutil.rmtree(run_dir.checkpoints, ignore_errors=True)
+    except Exception as exc:
+        record["status"] = "failed"
+        record["error"] = f"{type(exc).__name__}: {exc}"
+        run_dir.traceback.write_text(traceback.format_exc())
+        _log(verbose, f"run {config.run_id} failed: {record['error']}")
+    finally:
+        wall = time.perf_counter() - start
+        cost = record.setdefault("cost", {})
+        cost.update(
+            {
+                "wall_clock_s": wall,
+                "phases": dict(timer.seconds),
+                "device": engine.device_name(dev),
+                "device_count": 1,
+                "gpu_hours": wall / 3600 if dev.type == "cuda" else 0.0,
+                "peak_mem_mb": _peak_mem_mb(dev),
+            }
+        )
+        if record["status"] != "running":
+            write_json_atomic(run_dir.result, record)
+            notify_run_finished(record)
+    return record
+
+
+def _execute(
+    config: RunConfig,
+    run_dir: RunDir,
+    record: dict[str, Any],
+    cache_dir: Path,
+    dev: torch.device,
+    timer: engine.PhaseTimer,
+    verbose: bool,
+) -> None:
+    method_cls = method_registry().get(config.method)
+    with timer.phase("data"):
+        data = load_dataset(config.dataset, config.data_root, **config.dataset_options)
+        noisy = make_noisy_labels(config, data, cache_dir)
+    record["n_train"] = len(data.train)
+    record["n_test"] = len(data.test)
+    record["num_classes"] = data.num_classes
+    record["noise"] = {
+        "model": config.noise,
+        "rate": config.rate,
+        "seed": config.noise_seed,
+        "realized_rate": noisy.realized_rate,
+        "labels_sha256": noisy.sha256,
+        "transition_matrix": noisy.to_json()["transition_matrix"],
+    }
+    _log(
+        verbose,
+        f"run {config.run_id}: {config.method} on {config.dataset} ({len(data.train)} train, {len(data.test)} test), "
+        f"noise {config.noise} {config.rate} (realized {noisy.realized_rate:.3f}), {config.backbone} "
+        f"[{config.weights}] at {config.image_size} px on {engine.device_name(dev)}",
+    )
+    _, spec = create_backbone(config.backbone, config.weights, data.num_classes)
+    record["backbone"]["weights_sha256"] = spec.weights_sha256
+    precision = engine.default_precision(dev, config.amp, config.compile)
+    record["precision"] = precision.as_record()
+
+    def batcher(images: Any) -> engine.ImageBatcher:
+        return engine.ImageBatcher(images, dev, config.image_size, spec.mean, spec.std, precision.channels_last)
+
+    noisy_labels = noisy.labels_tensor().long()
+    clean_mask = noisy_labels == data.train.labels
+    ctx = MethodContext(
+        config=config,
+        hparams=config.hparams,
+        num_classes=data.num_classes,
+        noisy_labels=noisy_labels,
+        train=batcher(data.train.images),
+        test=batcher(data.test.images),
+        test_labels=data.test.labels,
+        spec=spec,
+        device=dev,
+        precision=precision,
+        timer=timer,
+        checkpoint_dir=run_dir.checkpoints,
+        cache_dir=cache_dir,
+        feature_key={
+            "dataset": data.content_sha256(),
+            "backbone": config.backbone,
+            "weights": spec.weights_sha256 or config.weights,
+            "precision": precision.as_record()["precision"],
+        },
+        score_selection=selection_scorer(clean_mask),
+        verbose=verbose,
+    )
+    output: MethodOutput = method_cls().fit(ctx)
+    with timer.phase("test"):
+        final_acc = ctx.evaluate(output.predict)
+    accs = [h["test_acc"] for h in ctx.history if "test_acc" in h]
+    metrics: dict[str, Any] = {
+        "test_acc": final_acc,
+        "test_acc_best": max([final_acc, *accs]),
+        "test_acc_best_note": "max over per-epoch evaluations on the test set; not a reportable number",
+        "history": ctx.history,
+    }
+    if ctx.selections:
+        metrics["selection"] = ctx.selections
+    if output.diagnostics:
+        metrics["diagnostics"] = output.diagnostics
+    record["metrics"] = metrics
+    record["cost"] = {"images_seen": ctx.images_seen}
+    _log(verbose, f"run {config.run_id}: test_acc {final_acc:.4f}")

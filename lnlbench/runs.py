@@ -1,0 +1,131 @@
+"""Run configurations, run ids, run directories and result records."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lnlbench.errors import ConfigError
+
+SCHEMA = 1
+DEFAULT_BACKBONE = "tf_efficientnet_lite0"
+DEFAULT_WEIGHTS = "packaged"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One fully resolved run. Every field except `data_root` (a local path) enters the run id."""
+
+    dataset: str
+    noise: str
+    rate: float
+    method: str
+    hparams: dict[str, Any]
+    image_size: int
+    noise_seed: int = 0
+    seed: int = 0
+    backbone: str = DEFAULT_BACKBONE
+    weights: str = DEFAULT_WEIGHTS
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    noise_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"file_sha256": ..., "asym_map": {...}}
+    amp: str = "auto"
+    compile: bool = False
+    data_root: str | None = None
+    noise_file: str | None = None  # a path; its content hash is in noise_options
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that define what the run computes (no local paths)."""
+        d = dataclasses.asdict(self)
+        d.pop("data_root")
+        d.pop("noise_file")
+        if self.weights not in ("packaged", "timm", "random"):
+            d["weights"] = "file:" + Path(self.weights).name
+        d["schema"] = SCHEMA
+        return d
+
+    @property
+    def run_id(self) -> str:
+        blob = json.dumps(self.identity(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["run_id"] = self.run_id
+        d["schema"] = SCHEMA
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> RunConfig:
+        if d.get("schema") != SCHEMA:
+            raise ConfigError(
+                f"run config of schema {d.get('schema')!r}, this lnlbench reads schema {SCHEMA}; "
+                "rerun it with this version into a fresh output directory"
+            )
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def check_rate(rate: float) -> float:
+    """A noise rate must be a fraction in [0, 1]."""
+    try:
+        rate = float(rate)
+    except (TypeError, ValueError):
+        raise ConfigError(f"noise rate {rate!r} is not a number; pass a fraction such as 0.4") from None
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError(f"noise rate {rate} is outside [0, 1]; pass a fraction such as 0.4 (not 40)")
+    return rate
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to a temporary name beside `path`, fsync, then rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=str)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class RunDir:
+    """`OUT/<run_id>/`: config.json, log.txt, checkpoints/, traceback.txt and, when finished, result.json."""
+
+    def __init__(self, out: Path | str, run_id: str) -> None:
+        self.path = Path(out) / run_id
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def result(self) -> Path:
+        return self.path / "result.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def traceback(self) -> Path:
+        return self.path / "traceback.txt"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "log.txt"
+
+    def read_result(self) -> dict | None:
+        """The finished record, or None when absent or unreadable."""
+        try:
+            return json.loads(self.result.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def is_done(self) -> bool:
+        rec = self.read_result()
+        return bool(rec) and rec.get("status") == "done" and rec.get("schema") == SCHEMA

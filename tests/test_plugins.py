@@ -1,0 +1,105 @@
+"""The plugin contract: built-ins come through the entry-point group, and a third-party package joins them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pluggy
+import pytest
+
+from lnlbench import hookimpl, hookspecs
+from lnlbench.methods import HParam, Method
+from lnlbench.plugins import method_registry, plugin_manager
+
+FIXTURE = Path(__file__).parent / "fixtures" / "thirdparty_plugin"
+
+
+def test_builtins_are_registered_through_entry_points():
+    names = method_registry().names()
+    assert {"lp", "fft"} <= set(names)
+    for name in ("lp", "fft"):
+        assert method_registry().get(name).source == "lnlbench"
+    dists = {dist.project_name for _, dist in plugin_manager().list_plugin_distinfo()}
+    assert "lnlbench" in dists
+
+
+def test_every_method_declares_description_and_sourced_hparams():
+    for name in method_registry().names():
+        cls = method_registry().get(name)
+        assert cls.description, name
+        for key, hp in cls.hparam_space.items():
+            assert hp.source, f"{name}.{key} has no source"
+
+
+def test_unknown_hook_is_rejected():
+    class Bad:
+        @hookimpl
+        def lnlbench_no_such_hook(self):
+            return []
+
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    pm.register(Bad())
+    with pytest.raises(pluggy.PluginValidationError):
+        pm.check_pending()
+
+
+def test_hparam_resolution_checks_names_types_and_ranges():
+    class M(Method):
+        name = "m"
+        hparam_space = {"lr": HParam(0.1, "test", low=0.0, low_open=True), "aug": HParam(True, "test")}
+
+    assert M.resolve_hparams("d", "sym", 0.2, {"lr": "0.5", "aug": "false"}) == {"lr": 0.5, "aug": False}
+    from lnlbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no hyperparameter nope"):
+        M.resolve_hparams("d", "sym", 0.2, {"nope": 1})
+    with pytest.raises(ConfigError, match="outside"):
+        M.resolve_hparams("d", "sym", 0.2, {"lr": 0.0})
+    with pytest.raises(ConfigError, match="type float"):
+        M.resolve_hparams("d", "sym", 0.2, {"lr": "fast"})
+
+
+@pytest.fixture(scope="module")
+def thirdparty_site(tmp_path_factory) -> Path:
+    """The fixture package installed into a private directory (the test venv stays untouched)."""
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target),
+         str(FIXTURE)],
+        check=True,
+    )
+    return target
+
+
+def _lnlbench(args: list[str], site: Path, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(site))
+    return subprocess.run(
+        [sys.executable, "-m", "lnlbench.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_thirdparty_plugin_is_listed_and_runs(thirdparty_site, tmp_path):
+    listing = _lnlbench(["methods"], thirdparty_site, tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    lines = {line.split()[0]: line for line in listing.stdout.splitlines() if line.strip()}
+    assert {"lp", "fft", "majority"} <= set(lines)
+    assert "lnlbench-majority" in lines["majority"]
+
+    out = tmp_path / "out"
+    run = _lnlbench(
+        ["run", "--dataset", "digits", "--noise", "sym", "--rate", "0.2", "--method", "majority",
+         "--image-size", "16", "--weights", "random", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)],
+        thirdparty_site,
+        tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    (record_path,) = out.glob("*/result.json")
+    record = json.loads(record_path.read_text())
+    assert record["status"] == "done" and record["method"] == "majority"
+    assert "count" in record["cost"]["phases"]
+    assert 0.05 <= record["metrics"]["test_acc"] <= 0.2  # one class of ten, stratified test set
