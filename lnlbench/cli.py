@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "lnlbench.commands.run",
     "lnlbench.commands.demo",
     "lnlbench.commands.catalog",
+    "lnlbench.commands.report",
 ]
 
 

@@ -69,6 +69,12 @@ class MethodContext:
         """A fresh pre-trained backbone with a new head (head initialised from the seed and `index`), on device."""
         torch.manual_seed(engine.derive_seed(self.seed, "model", index))
         model, _ = create_backbone(self.config.backbone, self.config.weights, self.num_classes)
+        head = model.get_classifier()
+        if isinstance(head, torch.nn.Linear):
+            # A head near zero: timm's init gives logits of size ~10 on pre-trained features, whose large first
+            # gradients disturb the backbone; a small normal init (std 0.01) starts every method from ~uniform.
+            torch.nn.init.normal_(head.weight, std=0.01)
+            torch.nn.init.zeros_(head.bias)
         model = model.to(self.device)
         if self.precision.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -79,7 +85,7 @@ class MethodContext:
         batcher = self.train if split == "train" else self.test
 
         def compute() -> torch.Tensor:
-            model = self.make_model(index=-1)
+            model = self.make_model(index=-1).eval()  # batch-norm running statistics, no dropout
             feature_fn, _ = split_backbone_head(model)
             return engine.extract_features(feature_fn, batcher, self.precision)
 

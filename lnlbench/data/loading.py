@@ -1,0 +1,194 @@
+"""Reading large image sets fast: lazy per-image access (through the resized cache when there is one), batches
+read ahead by DataLoader workers into pinned memory, and ImageNet-style crops as batch tensor ops.
+
+`ImageFiles` is the lazy `Split.images` the Clothing1M / WebVision / ILSVRC2012 readers return: item i is a
+3 x S x S uint8 tensor (the cache's geometry: shorter side resized to S, central square). `prefetch_batches` turns
+a sequence of index batches into (indices, uint8 batch) pairs produced by worker processes, in order, which is how
+the engine's `ImageBatcher` can feed a GPU from such a split.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lnlbench.data.image_cache import ImageCache, decode_square
+from lnlbench.errors import DataError
+
+
+class ImageFiles(Sequence[torch.Tensor]):
+    """Images decoded on access: item i is `relpaths[i]` under `root` as a 3 x size x size uint8 tensor.
+
+    Images present in `cache` (built at the same size) are read from it; the others are decoded from their files.
+    An image that fails to decode raises DataError naming the file and the annotation line that listed it
+    (`where[i]`), or, with `tolerate_bad`, comes back as a black image with a warning, counted in `bad_seen`
+    (run `lnlbench prepare DATASET --build-cache` first to find such images before training).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        relpaths: Sequence[str],
+        size: int,
+        cache: ImageCache | None = None,
+        where: Sequence[str] | None = None,
+        tolerate_bad: bool = False,
+        dataset: str = "",
+    ) -> None:
+        self.root = Path(root)
+        self.relpaths = list(relpaths)
+        self.size = int(size)
+        self.cache = cache if cache is not None and cache.spec.size == self.size else None
+        self.rows = self.cache.rows(self.relpaths) if self.cache is not None else np.full(len(self.relpaths), -1)
+        self.where = list(where) if where is not None else None
+        self.tolerate_bad = tolerate_bad
+        self.dataset = dataset
+        self.bad_seen = 0
+
+    def __len__(self) -> int:
+        return len(self.relpaths)
+
+    @property
+    def cached(self) -> int:
+        """How many of the images are read from the cache."""
+        return int((self.rows >= 0).sum())
+
+    def path(self, i: int) -> Path:
+        return self.root / self.relpaths[i]
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        i = int(i)
+        if i < 0:
+            i += len(self)
+        row = int(self.rows[i])
+        if row >= 0:
+            return self.cache.read(row)  # type: ignore[union-attr]
+        try:
+            return torch.from_numpy(decode_square(self.path(i), self.size))
+        except Exception as exc:  # PIL raises many types for bad files
+            listed = f" (listed at {self.where[i]})" if self.where is not None else ""
+            message = f"{self.dataset}: cannot decode image {self.path(i)}{listed}: {type(exc).__name__}: {exc}"
+            if not self.tolerate_bad:
+                raise DataError(
+                    f"{message}; replace the file, or find every such image with `lnlbench prepare "
+                    f"{self.dataset or 'DATASET'} --build-cache` and pass tolerate_bad=True to skip them"
+                ) from None
+            self.bad_seen += 1
+            warnings.warn(f"{message}; using a black image instead (tolerate_bad=True)", stacklevel=2)
+            return torch.zeros(3, self.size, self.size, dtype=torch.uint8)
+
+    def __getstate__(self) -> dict:
+        return dict(self.__dict__)
+
+
+def find_unreadable(root: Path, relpaths: Sequence[str], size: int, workers: int | None = None) -> dict[int, str]:
+    """Position -> error of every image among `relpaths` that does not decode (decodes them all, in threads)."""
+
+    def check(i: int) -> tuple[int, str | None]:
+        try:
+            decode_square(root / relpaths[i], size)
+            return i, None
+        except Exception as exc:
+            return i, f"{type(exc).__name__}: {exc}"
+
+    workers = max(1, workers or min(8, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return {i: err for i, err in pool.map(check, range(len(relpaths))) if err is not None}
+
+
+class _BatchReader(torch.utils.data.Dataset):
+    """A map-style dataset whose batched fetch (`__getitems__`) returns one stacked uint8 batch."""
+
+    def __init__(self, images: Sequence[torch.Tensor]) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.images[i]
+
+    def __getitems__(self, indices: list[int]) -> torch.Tensor:
+        return torch.stack([self.images[i] for i in indices])
+
+
+def _as_is(batch: torch.Tensor) -> torch.Tensor:
+    return batch
+
+
+def default_workers() -> int:
+    """DataLoader workers: one per CPU core but one, at most 16 (0, i.e. the main process, on one core)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(16, cores - 1))
+
+
+def prefetch_batches(
+    images: Sequence[torch.Tensor],
+    batches: Iterable[torch.Tensor],
+    workers: int | None = None,
+    pin_memory: bool | None = None,
+    prefetch_factor: int = 4,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(indices, uint8 batch B x C x H x W) for each index batch, in order, read ahead by DataLoader workers.
+
+    `pin_memory` defaults to "CUDA is available", so the copy to the GPU can be non-blocking. With `workers=0`
+    the batches are read in the calling process.
+    """
+    order = [torch.as_tensor(b, dtype=torch.long) for b in batches]
+    if not order:
+        return
+    workers = default_workers() if workers is None else int(workers)
+    pin = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
+    loader = torch.utils.data.DataLoader(
+        _BatchReader(images),
+        batch_sampler=[b.tolist() for b in order],
+        num_workers=workers,
+        collate_fn=_as_is,
+        pin_memory=pin,
+        prefetch_factor=prefetch_factor if workers > 0 else None,
+    )
+    yield from zip(order, loader)
+
+
+def _check(images: torch.Tensor, crop: int) -> None:
+    if images.dim() != 4:
+        raise ValueError(f"expected a batch B x C x H x W, got shape {tuple(images.shape)}")
+    if crop > images.shape[2] or crop > images.shape[3]:
+        raise ValueError(f"crop {crop} is larger than the images ({images.shape[2]} x {images.shape[3]})")
+
+
+def center_crop(images: torch.Tensor, crop: int) -> torch.Tensor:
+    """The central crop x crop window of every image of a batch (torchvision `CenterCrop` rounding)."""
+    _check(images, crop)
+    h, w = images.shape[2:]
+    top, left = int(round((h - crop) / 2.0)), int(round((w - crop) / 2.0))
+    return images[:, :, top : top + crop, left : left + crop]
+
+
+def random_crop_flip(images: torch.Tensor, crop: int, generator: torch.Generator, flip: bool = True) -> torch.Tensor:
+    """A random crop x crop window per image, mirrored left-right with probability 1/2: the ImageNet-style training
+    augmentation of DivideMix's Clothing1M (`Resize(256)`, `RandomCrop(224)`, `RandomHorizontalFlip()`) and
+    WebVision (`RandomCrop(227)`, flip) loaders, for a whole batch at once on the images' device.
+
+    Offsets and flips are drawn from `generator` (CPU) in a fixed order, so the result depends on its state only.
+    """
+    _check(images, crop)
+    b, _, h, w = images.shape
+    top = torch.randint(0, h - crop + 1, (b,), generator=generator)
+    left = torch.randint(0, w - crop + 1, (b,), generator=generator)
+    mirror = torch.rand(b, generator=generator) < 0.5 if flip else torch.zeros(b, dtype=torch.bool)
+    span = torch.arange(crop)
+    rows = (top.unsqueeze(1) + span).to(images.device)  # B x crop
+    cols = left.unsqueeze(1) + span
+    cols = torch.where(mirror.unsqueeze(1), cols.flip(1), cols).to(images.device)
+    batch = torch.arange(b, device=images.device).view(b, 1, 1)
+    out = images[batch, :, rows.unsqueeze(2), cols.unsqueeze(1)]  # B x crop x crop x C
+    return out.permute(0, 3, 1, 2).contiguous()

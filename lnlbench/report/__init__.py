@@ -1,0 +1,229 @@
+"""Reports over result records: paper-style tables, cost tables, leaderboards, plots and one static HTML page.
+
+Reads only `result.json` / `config.json` files (never the training code). Output layout under OUT:
+
+    index.html                 everything on one page (plots inlined), sortable tables
+    report.md                  the same in Markdown (plots linked)
+    tables/<dataset>__<backbone>.{md,tex,csv}         accuracy, one table per (dataset, backbone)
+    tables/<dataset>__<backbone>-cost.{md,tex,csv}    cost beside it
+    leaderboard.md, leaderboard.csv                   rankings per setting and overall
+    plots/<dataset>__<backbone>-{acc-vs-time,acc-vs-rate,selection}.{png,svg}
+    accuracy.csv, cost.csv, runs.csv, failures.csv    all tables' rows, every run, the runs without a result
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from lnlbench.errors import ConfigError
+from lnlbench.report import aggregate, html, leaderboard, plots, tables
+from lnlbench.report.records import scan
+from lnlbench.report.reference import attach_reference, read_reference
+
+__all__ = ["ReportSummary", "build_report"]
+
+PROBLEM_COLUMNS = ["kind", "run_id", "method", "dataset", "backbone", "noise", "rate", "seed", "noise_seed", "error",
+                   "path"]
+
+
+@dataclass
+class ReportSummary:
+    """What a report found and wrote."""
+
+    out: Path
+    index: Path
+    n_done: int
+    n_failed: int
+    n_unfinished: int
+    n_skipped: int
+    n_groups: int
+    warnings: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+
+def slug(*parts: str) -> str:
+    """A file-name-safe name for a (dataset, backbone) table."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", "__".join(parts)).strip("-")
+
+
+def _write(path: Path, text: str, files: list[Path]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    files.append(path)
+
+
+def _write_csv(path: Path, df: pd.DataFrame, files: list[Path]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, index=False, lineterminator="\n")
+    files.append(path)
+
+
+def build_report(
+    dirs: list[Path],
+    out: Path,
+    *,
+    reference: Path | None = None,
+    accuracy: str = "final",
+    requested_seeds: int | None = None,
+    make_plots: bool = True,
+) -> ReportSummary:
+    """Read every record below `dirs` and write the report into `out`; ConfigError for unusable input."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if accuracy not in aggregate.ACCURACY_COLUMNS:
+        raise ConfigError(f"accuracy {accuracy!r} is not one of final, best; pass --accuracy final or --accuracy best")
+    if requested_seeds is not None and int(requested_seeds) < 1:
+        raise ConfigError(f"--seeds {requested_seeds} must be at least 1 (the number of seeds each cell should have)")
+    if not dirs:
+        raise ConfigError("no result directory given; pass the --out directory of your runs")
+    out = Path(out)
+    warnings: list[str] = []
+    ref = None
+    if reference is not None:
+        ref, ref_warnings = read_reference(Path(reference))
+        warnings += ref_warnings
+    found = scan([Path(d) for d in dirs])
+    warnings = found.warnings + warnings
+    runs = found.runs
+    timings["read"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    files: list[Path] = []
+    acc_label = aggregate.ACCURACY_LABELS[accuracy].split(" (")[0]
+    sections: list[html.Section] = []
+    md_sections: list[str] = []
+    all_acc, all_cost, all_lb = [], [], []
+    n_groups = 0
+    t_plots = 0.0
+    if len(runs):
+        groups = aggregate.group_runs(runs, accuracy)
+        labels, split_warnings = aggregate.label_rows(groups)
+        groups["label"] = labels
+        warnings += split_warnings + aggregate.pooling_warnings(groups)
+        groups, ref_warnings = attach_reference(groups, ref)
+        warnings += ref_warnings
+        groups["best"] = tables.best_flags(groups)
+        cost = aggregate.cost_by_device(runs, groups)
+        n_groups = len(groups)
+        for (dataset, backbone), t in groups.groupby(aggregate.TABLE_KEYS, sort=True):
+            name = slug(dataset, backbone)
+            settings = aggregate.settings_of(t)
+            requested = int(requested_seeds) if requested_seeds is not None else int(t["n"].max())
+            acc_table = tables.accuracy_table(t, settings, accuracy, requested, requested_seeds is not None)
+            c = cost[(cost["dataset"] == dataset) & (cost["backbone"] == backbone)]
+            cost_table = tables.cost_table(c, settings)
+            per = leaderboard.rank_settings(t)
+            overall = leaderboard.rank_overall(per)
+            lb_tables = [
+                leaderboard.overall_table(overall, len(settings), acc_label),
+                leaderboard.setting_table(per, requested),
+            ]
+            acc_csv = tables.accuracy_csv(t, accuracy, requested)
+            _write(out / "tables" / f"{name}.md", tables.to_markdown(acc_table), files)
+            _write(out / "tables" / f"{name}.tex", tables.to_latex(acc_table, f"tab:{name}"), files)
+            _write_csv(out / "tables" / f"{name}.csv", acc_csv, files)
+            _write(out / "tables" / f"{name}-cost.md", tables.to_markdown(cost_table), files)
+            _write(out / "tables" / f"{name}-cost.tex", tables.to_latex(cost_table, f"tab:{name}-cost"), files)
+            _write_csv(out / "tables" / f"{name}-cost.csv", tables.cost_csv(c), files)
+            all_acc.append(acc_csv)
+            all_cost.append(tables.cost_csv(c))
+            all_lb += [overall, per]
+            figures: list[tuple[str, Path]] = []
+            if make_plots:
+                tp = time.perf_counter()
+                colors = plots.colors_for(list(t["label"].unique()))
+                stem = out / "plots" / name
+                title = f"{dataset} · {backbone}"
+                made = plots.accuracy_vs_cost(t, c, settings, title, stem.with_name(f"{name}-acc-vs-time"), colors,
+                                              acc_label)
+                figures.append((f"{title}: {acc_label} against wall-clock per run, Pareto front per device", made[0]))
+                files += made
+                made = plots.accuracy_vs_rate(t, title, stem.with_name(f"{name}-acc-vs-rate"), colors, acc_label)
+                figures.append((f"{title}: {acc_label} against noise rate, per method (± std over seeds)", made[0]))
+                files += made
+                made = plots.selection_quality(t, settings, title, stem.with_name(f"{name}-selection"))
+                if made:
+                    figures.append((f"{title}: precision and recall of the selected clean subsets", made[0]))
+                    files += made
+                t_plots += time.perf_counter() - tp
+            section = html.Section(f"{dataset} · {backbone}", [acc_table, cost_table, *lb_tables], figures)
+            sections.append(section)
+            md = [f"## {section.title}", ""] + [tables.to_markdown(tb) for tb in section.tables]
+            md += [f"![{cap}]({png.relative_to(out).as_posix()})\n" for cap, png in figures]
+            md_sections.append("\n".join(md))
+    timings["plots"] = t_plots
+    timings["tables"] = time.perf_counter() - t1 - t_plots
+
+    t2 = time.perf_counter()
+    n_failed = sum(p["kind"] == "failed" for p in found.problems)
+    n_unfinished = sum(p["kind"] == "unfinished" for p in found.problems)
+    summary_lines = [
+        f"{len(runs)} finished runs in {n_groups} groups (runs differing only in seed or noise seed); "
+        f"{n_failed} failed, {n_unfinished} unfinished, {len(found.skipped)} files skipped.",
+        f"Accuracy shown: {aggregate.ACCURACY_LABELS[accuracy]}.",
+        "Cells: mean ± sample standard deviation (ddof=1) over seeds; runs that differ in anything else "
+        "(hyperparameters, epochs, resolution, weights, lnlbench version) are never averaged together.",
+    ]
+    if all_acc:
+        _write_csv(out / "accuracy.csv", pd.concat(all_acc, ignore_index=True), files)
+        _write_csv(out / "cost.csv", pd.concat(all_cost, ignore_index=True), files)
+        lb = pd.concat(all_lb, ignore_index=True).drop(columns=["setting_order", "devices_list"], errors="ignore")
+        _write_csv(out / "leaderboard.csv", lb, files)
+        _write(out / "leaderboard.md", "# Leaderboards\n\n" + "\n".join(
+            tables.to_markdown(tb) for sec in sections for tb in sec.tables[2:]), files)
+        _write_csv(out / "runs.csv", runs.drop(columns=["variant"]), files)
+    problem_rows = [[("" if p[c] is None else str(p[c])) for c in PROBLEM_COLUMNS] for p in found.problems]
+    _write_csv(out / "failures.csv", pd.DataFrame(problem_rows, columns=PROBLEM_COLUMNS), files)
+    skipped_rows = [[s["path"], s["reason"]] for s in found.skipped]
+
+    md = ["# lnlbench report", ""] + [f"- {line}" for line in summary_lines] + [""]
+    if warnings:
+        md += [f"## Warnings ({len(warnings)})", ""] + [f"- {w}" for w in warnings] + [""]
+    md += md_sections
+    md += [f"## Failed and unfinished runs ({len(problem_rows)})", ""]
+    if problem_rows:
+        md.append(_md_list_table(PROBLEM_COLUMNS, problem_rows))
+    else:
+        md.append("None.\n")
+    if skipped_rows:
+        md += [f"## Skipped files ({len(skipped_rows)})", "", _md_list_table(["file", "reason"], skipped_rows)]
+    _write(out / "report.md", "\n".join(md).rstrip("\n") + "\n", files)
+    index = html.write_html(
+        out,
+        summary_lines=summary_lines,
+        warnings=warnings,
+        sections=sections,
+        problems=problem_rows,
+        problem_columns=PROBLEM_COLUMNS,
+        skipped=skipped_rows,
+    )
+    files.append(index)
+    timings["write"] = time.perf_counter() - t2
+    timings["total"] = time.perf_counter() - t0
+    return ReportSummary(
+        out=out,
+        index=index,
+        n_done=len(runs),
+        n_failed=n_failed,
+        n_unfinished=n_unfinished,
+        n_skipped=len(found.skipped),
+        n_groups=n_groups,
+        warnings=warnings,
+        files=files,
+        timings=timings,
+    )
+
+
+def _md_list_table(columns: list[str], rows: list[list[str]]) -> str:
+    def cell(v: str) -> str:
+        return v.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
+    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"

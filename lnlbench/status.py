@@ -1,0 +1,227 @@
+"""The state of every run directory under an output directory: done, running, failed or pending.
+
+A run directory tells the truth by its files alone:
+
+- `result.json` with status "done" (current schema): **done**;
+- `running.json` (written by the process executing the run: pid, host, heartbeat by mtime) whose process is
+  alive (same host: the pid exists; another host: the heartbeat is fresh): **running**;
+- `result.json` with status "failed": **failed**, with the record's error line;
+- `config.json` and nothing else that counts (never started, interrupted, killed, or queued on SLURM): **pending**.
+
+Only this module decides; `lnlbench status`, `lnlbench sweep` and the launchers ask it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lnlbench.runs import SCHEMA, RunDir
+
+STATES = ("done", "running", "failed", "pending")
+MARKER = "running.json"  # written while a process executes the run
+SUBMITTED = "submitted.json"  # written by a launcher that queues the run elsewhere (SLURM job id)
+LOCK = "lock"  # flock-ed by the executing process: two processes never run the same run at once
+HEARTBEAT_S = 30.0  # the executing process touches its marker this often
+STALE_S = 5 * HEARTBEAT_S  # a marker untouched this long belongs to a dead process
+
+
+@dataclass
+class RunState:
+    """One run directory as `lnlbench status` shows it."""
+
+    run_id: str
+    state: str  # one of STATES
+    detail: str = ""  # failed: the error line; running: host:pid; pending: why (queued, interrupted at epoch N)
+    config: dict[str, Any] | None = None
+    record: dict[str, Any] | None = None
+
+    def describe(self) -> str:
+        """`method dataset noise rate seed` for a table row."""
+        c = self.config or (self.record or {}).get("config") or {}
+        if not c:
+            return "-"
+        return f"{c.get('method', '?')} {c.get('dataset', '?')} {c.get('noise', '?')} {c.get('rate', '?')} seed {c.get('seed', '?')}"
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from `path`, or None when absent or unreadable (files are written atomically)."""
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def run_dirs(out: Path | str) -> list[Path]:
+    """Run directories under `out`: sub-directories holding a config.json or result.json (hidden ones skipped)."""
+    out = Path(out)
+    if not out.is_dir():
+        return []
+    return sorted(
+        p for p in out.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and ((p / "config.json").exists() or (p / "result.json").exists())
+    )
+
+
+def old_schema_dirs(out: Path | str) -> list[Path]:
+    """Run directories written by another schema of lnlbench (their config or record names another `schema`)."""
+    old = []
+    for d in run_dirs(out):
+        for name in ("config.json", "result.json"):
+            obj = read_json(d / name)
+            if obj is not None and obj.get("schema") != SCHEMA:
+                old.append(d)
+                break
+    return old
+
+
+def marker_alive(marker: dict[str, Any] | None, mtime: float | None, now: float | None = None) -> bool:
+    """Whether the process named by a running marker still runs.
+
+    On the marker's own host: the pid exists, is not a zombie and started when the marker says (pids are reused).
+    On another host (a cluster node): its heartbeat, the marker's mtime, is younger than `STALE_S`.
+    """
+    if marker is None or mtime is None:
+        return False
+    fresh = (time.time() if now is None else now) - mtime < STALE_S
+    if marker.get("host") != socket.gethostname():
+        return fresh
+    pid = marker.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    stat = proc_stat(pid)
+    if stat is None:  # no /proc entry: gone, or a system without /proc (then ask the kernel, trust the heartbeat)
+        if Path("/proc/self/stat").exists():
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return fresh
+    state, started = stat
+    if state in ("Z", "X"):
+        return False
+    return marker.get("pid_start") in (None, started)
+
+
+def proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks since boot) of a process from /proc, or None."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[-1].split()
+    return fields[0], int(fields[19])  # proc(5): field 3 is the state, field 22 the start time
+
+
+def read_marker(run_dir: Path) -> tuple[dict[str, Any] | None, float | None]:
+    path = run_dir / MARKER
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        return None, None
+    return read_json(path), mtime
+
+
+def checkpoint_epochs(run_dir: Path) -> str:
+    """`phase@epoch` of each checkpoint file (by name and mtime only; checkpoints are not loaded)."""
+    ck = run_dir / "checkpoints"
+    if not ck.is_dir():
+        return ""
+    return ", ".join(sorted(p.stem for p in ck.glob("*.pt")))
+
+
+def queued_slurm_jobs() -> set[str] | None:
+    """Ids (`123` or `123_4`) of jobs SLURM still lists as pending or running; None when squeue is not there."""
+    if shutil.which("squeue") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["squeue", "--noheader", "--array", "--format=%i"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return {line.strip() for line in out.stdout.splitlines() if line.strip()}
+
+
+def run_state(run_dir: Path, queued: set[str] | None = None) -> RunState:
+    """The state of one run directory (see the module docstring)."""
+    rd = RunDir(run_dir.parent, run_dir.name)
+    config = read_json(rd.config)
+    record = read_json(rd.result)
+    if record is not None and record.get("status") == "done" and record.get("schema") == SCHEMA:
+        acc = (record.get("metrics") or {}).get("test_acc")
+        return RunState(run_dir.name, "done", f"test_acc {acc:.4f}" if isinstance(acc, float) else "", config, record)
+    marker, mtime = read_marker(run_dir)
+    if marker_alive(marker, mtime):
+        where = f"{marker.get('host')}:{marker.get('pid')}"
+        job = marker.get("slurm_job_id")
+        return RunState(run_dir.name, "running", where + (f" (slurm job {job})" if job else ""), config, record)
+    if record is not None and record.get("status") == "failed":
+        return RunState(run_dir.name, "failed", last_error_line(run_dir, record), config, record)
+    why = []
+    submitted = read_json(run_dir / SUBMITTED)
+    job = (submitted or {}).get("job_id")
+    if job and queued is not None and str(job) in queued:
+        why.append(f"queued as slurm job {job}")
+    if marker is not None:
+        why.append(f"interrupted (was {marker.get('host')}:{marker.get('pid')})")
+    ck = checkpoint_epochs(run_dir)
+    if ck:
+        why.append(f"checkpoint {ck}")
+    return RunState(run_dir.name, "pending", "; ".join(why), config, record)
+
+
+def last_error_line(run_dir: Path, record: dict[str, Any]) -> str:
+    """The record's error, else the last line of traceback.txt."""
+    err = str(record.get("error") or "").strip()
+    if err:
+        return err.splitlines()[-1]
+    try:
+        lines = [ln for ln in (run_dir / "traceback.txt").read_text().splitlines() if ln.strip()]
+    except OSError:
+        lines = []
+    return lines[-1].strip() if lines else "(no error recorded)"
+
+
+def is_queued(state: RunState) -> bool:
+    return state.state == "pending" and state.detail.startswith("queued as slurm job")
+
+
+def scan(out: Path | str, run_ids: list[str] | None = None, check_slurm: bool = True) -> list[RunState]:
+    """States of the run directories under `out` (or of `run_ids`, absent ones reported pending with no config)."""
+    out = Path(out)
+    dirs = run_dirs(out) if run_ids is None else [out / r for r in run_ids]
+    has_submitted = any((d / SUBMITTED).exists() for d in dirs)
+    queued = queued_slurm_jobs() if (check_slurm and has_submitted) else None
+    states = []
+    for d in dirs:
+        if d.is_dir():
+            states.append(run_state(d, queued))
+        else:
+            states.append(RunState(d.name, "pending", "not started"))
+    return states
+
+
+def counts(states: list[RunState]) -> dict[str, int]:
+    c = {s: 0 for s in STATES}
+    for st in states:
+        c[st.state] += 1
+    return c
+
+
+def format_counts(states: list[RunState]) -> str:
+    c = counts(states)
+    return f"{len(states)} runs: " + ", ".join(f"{c[s]} {s}" for s in STATES)

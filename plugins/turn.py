@@ -1,0 +1,155 @@
+"""`turn`: TURN (Ahn et al., "Fine-tuning Pre-trained Models for Robustness Under Noisy Labels", 2023).
+
+Step 1, linear probing of the frozen pre-trained backbone with a noise-robust loss (GCE), on cached features.
+Step 2, noise reduction: per-sample losses of the step-1 model, a two-component GMM per class, clean when the
+posterior of the low-loss component exceeds a threshold, then class-balanced selection (every class keeps as many
+samples as the smallest class's clean count, most confident first).
+Step 3, full fine-tuning of backbone and head, from the pre-trained backbone and the step-1 head, on the selection.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lnlbench import hookimpl
+from lnlbench.context import MethodContext
+from lnlbench.errors import ConfigError
+from lnlbench.losses import generalized_cross_entropy
+from lnlbench.methods import HParam, Method, MethodOutput
+from lnlbench.selection import (
+    BALANCE_RULES,
+    GMM_MAX_ITER,
+    GMM_REG_COVAR,
+    GMM_TOL,
+    NORMALIZATIONS,
+    class_balanced_selection,
+    classwise_clean_posterior,
+    probe_losses,
+    summarize_fits,
+)
+from lnlbench.training import finetune, optim_from
+from lnlbench_plugins.fft import FFT_HPARAMS
+from lnlbench_plugins.lp import LP_HPARAMS
+
+_LP = "lnlbench choice, as the `lp` method (plugins/lp.py): "
+_FT = "lnlbench choice, as the `fft` method (plugins/fft.py), so step 3 differs from FFT only in data and init: "
+
+TURN_HPARAMS: dict[str, HParam] = {
+    # Step 1: linear probing on cached features. The paper fixes the robust loss, not the optimiser.
+    "lp_epochs": HParam(LP_HPARAMS["epochs"].default, _LP + LP_HPARAMS["epochs"].source, low=1),
+    "lp_lr": HParam(LP_HPARAMS["lr"].default, _LP + LP_HPARAMS["lr"].source, low=0.0, low_open=True),
+    "lp_weight_decay": HParam(LP_HPARAMS["weight_decay"].default, _LP + LP_HPARAMS["weight_decay"].source, low=0.0),
+    "lp_batch_size": HParam(LP_HPARAMS["batch_size"].default, _LP + LP_HPARAMS["batch_size"].source, low=1),
+    "lp_optimizer": HParam(LP_HPARAMS["optimizer"].default, _LP + "Adam", choices=("adam", "adamw", "sgd")),
+    "lp_schedule": HParam(LP_HPARAMS["schedule"].default, _LP + "cosine", choices=("cosine", "constant")),
+    "loss": HParam("gce", "TURN paper, step 1: linear probing with a noise-robust loss (GCE)", choices=("gce", "ce")),
+    "gce_q": HParam(0.7, "Zhang & Sabuncu (NeurIPS 2018), Sec. 4: q = 0.7", low=0.0, high=1.0, low_open=True),
+    # Step 2: noise reduction.
+    "selection_loss": HParam(
+        "ce", "DivideMix official Train_cifar.py (eval_train): the mixture is fitted to per-sample cross-entropy",
+        help="per-sample loss of the step-1 model the mixture is fitted to", choices=("ce", "gce"),
+    ),
+    "normalize": HParam(
+        "class-minmax",
+        "lnlbench choice: DivideMix (Train_cifar.py) min-max normalises losses before its GMM; TURN fits one GMM per "
+        "class, so the min-max runs per class too",
+        help="loss normalisation before the mixture", choices=NORMALIZATIONS,
+    ),
+    "gmm_max_iter": HParam(GMM_MAX_ITER, "DivideMix official Train_cifar.py: GaussianMixture(max_iter=10)", low=1),
+    "gmm_tol": HParam(GMM_TOL, "DivideMix official Train_cifar.py: GaussianMixture(tol=1e-2)", low=0.0, low_open=True),
+    "gmm_reg_covar": HParam(GMM_REG_COVAR, "DivideMix official Train_cifar.py: GaussianMixture(reg_covar=5e-4)", low=0.0),
+    "threshold": HParam(
+        0.5, "TURN paper, step 2 (clean when the low-loss posterior exceeds 0.5, as DivideMix's p_threshold)",
+        low=0.0, high=1.0, low_open=True, high_open=True,
+    ),
+    "balance": HParam(
+        "min", "TURN paper, step 2: each class keeps the smallest class's clean count, most confident first",
+        help="'none' keeps every sample over the threshold", choices=BALANCE_RULES,
+    ),
+    # Step 3: full fine-tuning on the selected subset.
+    "ft_epochs": HParam(FFT_HPARAMS["epochs"].default, _FT + FFT_HPARAMS["epochs"].source, low=1),
+    "ft_lr": HParam(FFT_HPARAMS["lr"].default, _FT + FFT_HPARAMS["lr"].source, low=0.0, low_open=True),
+    "ft_weight_decay": HParam(FFT_HPARAMS["weight_decay"].default, _FT + FFT_HPARAMS["weight_decay"].source, low=0.0),
+    "ft_batch_size": HParam(FFT_HPARAMS["batch_size"].default, _FT + FFT_HPARAMS["batch_size"].source, low=1),
+    "ft_optimizer": HParam(FFT_HPARAMS["optimizer"].default, _FT + "SGD, momentum 0.9", choices=("sgd", "adam", "adamw")),
+    "ft_schedule": HParam(FFT_HPARAMS["schedule"].default, _FT + "cosine", choices=("cosine", "constant")),
+    "augment": HParam(FFT_HPARAMS["augment"].default, _FT + FFT_HPARAMS["augment"].source),
+}
+
+
+def step1_linear_probe(
+    ctx: MethodContext, model: torch.nn.Module, train_feats: torch.Tensor, test_feats: torch.Tensor
+) -> tuple[torch.nn.Linear, torch.Tensor]:
+    """Train a copy of `model`'s head on cached features of the frozen backbone; `model` itself is not touched.
+
+    Returns the trained head and its per-sample losses on the training set (the loss named by `selection_loss`).
+    """
+    hp = ctx.hparams
+    head = torch.nn.Linear(train_feats.shape[1], ctx.num_classes)
+    head.load_state_dict(model.get_classifier().state_dict())
+    lp = optim_from(hp, "lp_")
+    head, ce = probe_losses(ctx, "linear_probe", head, train_feats, test_feats, lp, hp["loss"], hp["gce_q"])
+    if hp["selection_loss"] == "ce":
+        return head, ce
+    with torch.inference_mode():
+        logits = head(train_feats.to(ctx.device).float())
+        losses = generalized_cross_entropy(logits, ctx.noisy_labels.to(ctx.device), hp["gce_q"]).cpu()
+    return head, losses
+
+
+def step2_select(ctx: MethodContext, losses: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Per-class GMM clean posterior, threshold and class-balanced selection; returns the mask and diagnostics."""
+    hp = ctx.hparams
+    prob, fits = classwise_clean_posterior(
+        losses, ctx.noisy_labels, ctx.num_classes, normalize=hp["normalize"],
+        max_iter=hp["gmm_max_iter"], tol=hp["gmm_tol"], reg_covar=hp["gmm_reg_covar"], seed=ctx.seed,
+    )
+    chosen = class_balanced_selection(prob, ctx.noisy_labels, ctx.num_classes, hp["threshold"], hp["balance"])
+    diag = {
+        "selection_rule": chosen.as_record(),
+        "gmm": {**summarize_fits(fits), "per_class": {str(c): f.as_record() for c, f in fits.items()}},
+        "fallback": bool(chosen.fallback_classes),
+    }
+    return chosen.mask, diag
+
+
+class Turn(Method):
+    name = "turn"
+    description = (
+        "TURN: robust linear probing, per-class GMM noise reduction, then full fine-tuning on the balanced clean "
+        "subset (Ahn et al., 2023)"
+    )
+    needs = frozenset({"features"})
+    selects = True
+    hparam_space = TURN_HPARAMS
+
+    def fit(self, ctx: MethodContext) -> MethodOutput:
+        hp = ctx.hparams
+        model = ctx.make_model(0)
+        with ctx.phase("features"):
+            train_feats, test_feats = ctx.features("train"), ctx.features("test")
+        with ctx.phase("linear_probe"):
+            head, losses = step1_linear_probe(ctx, model, train_feats, test_feats)
+        with ctx.phase("select"):
+            mask, diag = step2_select(ctx, losses)
+            ctx.record_selection(mask, None, "net1")  # the harness adds precision, recall and the subset's noise
+        if diag["fallback"] and ctx.verbose:
+            import sys
+
+            print(f"  [turn] classes {diag['selection_rule']['fallback_classes']} had no sample over the threshold; "
+                  "kept their most confident samples (see metrics.diagnostics.selection_rule)", file=sys.stderr)
+        indices = torch.nonzero(mask).flatten()
+        if len(indices) == 0:  # only when the training set is empty; the fallback rule guarantees samples otherwise
+            raise ConfigError("TURN selected no training sample; check the dataset and the noisy labels")
+        model.get_classifier().load_state_dict(head.state_dict())
+        with ctx.phase("finetune"):
+            finetune(
+                ctx, "finetune", model, indices, ctx.noisy_labels, optim_from(hp, "ft_"), augment=hp["augment"],
+            )
+        diag["finetune_subset_size"] = len(indices)
+        return MethodOutput(model, diagnostics=diag)
+
+
+@hookimpl
+def lnlbench_methods() -> list[type[Method]]:
+    return [Turn]
