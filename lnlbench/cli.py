@@ -13,7 +13,9 @@ COMMAND_MODULES = [
     "lnlbench.commands.run",
     "lnlbench.commands.demo",
     "lnlbench.commands.catalog",
+    "lnlbench.commands.sweep",
     "lnlbench.commands.report",
+    "lnlbench.commands.prepare",
 ]
 
 

@@ -78,6 +78,10 @@ class MethodContext:
         model = model.to(self.device)
         if self.precision.channels_last:
             model = model.to(memory_format=torch.channels_last)
+        if self.precision.compile:
+            # In place (nn.Module.compile): calls go through torch.compile while the module, its attributes and its
+            # state_dict keys stay as they are, so checkpoints of compiled and eager runs are interchangeable.
+            model.compile()
         return model
 
     def features(self, split: str) -> torch.Tensor:

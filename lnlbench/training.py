@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -107,6 +108,42 @@ class FeatureClassifier(torch.nn.Module):
         return self.head(feature_fn(x).float())
 
 
+def train_steps(
+    model: torch.nn.Module,
+    batcher: engine.ImageBatcher,
+    batches: Iterable[torch.Tensor],
+    labels: torch.Tensor,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    precision: engine.Precision,
+    aug: torch.Generator | None = None,
+    loss: str = "ce",
+    gce_q: float = 0.7,
+) -> tuple[torch.Tensor, int]:
+    """The fine-tuning hot loop: one optimiser step per batch of sample indices, `labels` already on the device.
+
+    Returns the summed loss as a device tensor and the number of images seen; nothing in the loop waits for the
+    device (no `.item()`, no host copy of a result), so the host queues the next step while the device runs this one.
+    """
+    dev = batcher.device
+    total = torch.zeros((), device=dev)
+    seen = 0
+    for idx in batches:
+        xb = batcher.batch(idx, aug)
+        with precision.autocast(dev):
+            logits = model(xb)
+        batch_loss = per_sample_loss(loss, logits, labels[idx.to(dev, non_blocking=True)], gce_q).mean()
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(batch_loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        sched.step()
+        total += batch_loss.detach() * len(idx)
+        seen += len(idx)
+    return total, seen
+
+
 def finetune(
     ctx: MethodContext,
     phase: str,
@@ -126,20 +163,13 @@ def finetune(
     labels_dev = labels.to(dev)
     for epoch in ctx.epochs(phase, settings.epochs, {"model": model, "opt": opt, "sched": sched}):
         model.train()
-        total = torch.zeros((), device=dev)
         aug = ctx.rng(phase, "augment", epoch) if augment else None
-        for idx in engine.index_batches(indices, settings.batch_size, ctx.rng(phase, epoch), drop_last=len(indices) > settings.batch_size):
-            xb = ctx.train.batch(idx, aug)
-            with ctx.precision.autocast(dev):
-                logits = model(xb)
-            batch_loss = per_sample_loss(loss, logits, labels_dev[idx.to(dev)], gce_q).mean()
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(batch_loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            total += batch_loss.detach() * len(idx)
-            ctx.images_seen += len(idx)
+        batches = engine.index_batches(
+            indices, settings.batch_size, ctx.rng(phase, epoch), drop_last=len(indices) > settings.batch_size
+        )
+        total, seen = train_steps(model, ctx.train, batches, labels_dev, opt, sched, scaler, ctx.precision, aug,
+                                  loss, gce_q)
+        ctx.images_seen += seen
         train_loss = engine.check_finite(total / max(len(indices), 1), phase, epoch)
         acc = ctx.evaluate(model)
         ctx.log_epoch(phase, epoch, train_loss=train_loss, test_acc=acc)

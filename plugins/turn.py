@@ -9,11 +9,13 @@ Step 3, full fine-tuning of backbone and head, from the pre-trained backbone and
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 from lnlbench import hookimpl
 from lnlbench.context import MethodContext
-from lnlbench.errors import ConfigError
+from lnlbench.errors import TrainingError
 from lnlbench.losses import generalized_cross_entropy
 from lnlbench.methods import HParam, Method, MethodOutput
 from lnlbench.selection import (
@@ -134,13 +136,11 @@ class Turn(Method):
             mask, diag = step2_select(ctx, losses)
             ctx.record_selection(mask, None, "net1")  # the harness adds precision, recall and the subset's noise
         if diag["fallback"] and ctx.verbose:
-            import sys
-
             print(f"  [turn] classes {diag['selection_rule']['fallback_classes']} had no sample over the threshold; "
                   "kept their most confident samples (see metrics.diagnostics.selection_rule)", file=sys.stderr)
         indices = torch.nonzero(mask).flatten()
         if len(indices) == 0:  # only when the training set is empty; the fallback rule guarantees samples otherwise
-            raise ConfigError("TURN selected no training sample; check the dataset and the noisy labels")
+            raise TrainingError("TURN selected no training sample; check that the training set and its labels are not empty")
         model.get_classifier().load_state_dict(head.state_dict())
         with ctx.phase("finetune"):
             finetune(

@@ -336,19 +336,72 @@ def _chromium() -> str | None:
     return None
 
 
-@pytest.mark.skipif(_chromium() is None, reason="Chromium not installed (Debian: apt-get install -y chromium)")
-def test_html_opens_in_headless_chromium_without_console_errors(report, tmp_path):
-    out, _ = report
+needs_chromium = pytest.mark.skipif(
+    _chromium() is None, reason="Chromium not installed (Debian: apt-get install -y chromium)"
+)
+
+
+def _dump_dom(page: Path, profile: Path) -> str:
+    """The DOM after the page's scripts ran, in headless Chromium; fails on any console message."""
     cmd = [
         _chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0", "--dump-dom",
-        (out / "index.html").resolve().as_uri(),
+        f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", "--dump-dom", page.resolve().as_uri(),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert not console, "\n".join(console)
-    dom = proc.stdout
+    return proc.stdout
+
+
+@needs_chromium
+def test_html_opens_in_headless_chromium_without_console_errors(report, tmp_path):
+    out, _ = report
+    dom = _dump_dom(out / "index.html", tmp_path / "profile")
     assert 'data-sortable-ready="5"' in dom, "the sorting script did not finish"
     assert dom.count("<table") == 5 and dom.count('src="data:image/png;base64,') == 3
+
+
+@needs_chromium
+def test_sorting_script_orders_numbers_and_puts_blanks_last(tmp_path):
+    from lnlbench.report.html import SORT_JS
+
+    page = tmp_path / "sort.html"
+    page.write_text(
+        "<!DOCTYPE html><html><body><table class='sortable'><thead><tr><th>m</th><th>acc</th></tr></thead><tbody>"
+        "<tr><td>a</td><td data-sort='9.5'>9.50</td></tr><tr><td>b</td><td>–</td></tr>"
+        "<tr><td>c</td><td data-sort='10'>10.00</td></tr></tbody></table>"
+        f"<script>{SORT_JS}</script><script>"
+        "var th = document.querySelectorAll('th')[1]; var order = [];"
+        "function names() { return Array.from(document.querySelectorAll('tbody tr')).map(r => r.cells[0].textContent); }"
+        "th.click(); order.push(names().join('')); th.click(); order.push(names().join(''));"
+        "document.body.setAttribute('data-order', order.join(','));"
+        "</script></body></html>",
+        encoding="utf-8",
+    )
+    dom = _dump_dom(page, tmp_path / "profile")
+    assert 'data-order="acb,cab"' in dom  # ascending 9.5, 10, blank; descending 10, 9.5, blank
+
+
+def test_runs_of_different_lnlbench_versions_or_epochs_are_not_averaged(tmp_path):
+    root = tmp_path / "runs"
+    write_run(root, make_record("lp", "sym", 0.2, 0, 0.90, version="0.1.0"))
+    write_run(root, make_record("lp", "sym", 0.2, 1, 0.80, version="0.2.0"))
+    write_run(root, make_record("fft", "sym", 0.2, 0, 0.70, hparams={"epochs": 10, "lr": 0.1}))
+    write_run(root, make_record("fft", "sym", 0.2, 1, 0.60, hparams={"epochs": 20, "lr": 0.1}))
+    summary = build_report([root], tmp_path / "out", make_plots=False)
+    assert summary.n_groups == 4
+    md = (tmp_path / "out" / f"{TABLE}.md").read_text()
+    assert "| lp (lnlbench=0.1.0) | **90.00** |" in md and "| lp (lnlbench=0.2.0) | 80.00 |" in md
+    assert "| fft (epochs=10) | 70.00 |" in md and "| fft (epochs=20) | 60.00 |" in md
+    assert sum("separate rows" in w for w in summary.warnings) == 2
+
+
+def test_bad_arguments_are_config_errors(frozen, tmp_path):
+    with pytest.raises(ConfigError, match="final, best"):
+        build_report([frozen], tmp_path, accuracy="last")
+    with pytest.raises(ConfigError, match="at least 1"):
+        build_report([frozen], tmp_path, requested_seeds=0)
+    with pytest.raises(ConfigError, match="does not exist"):
+        build_report([tmp_path / "nowhere"], tmp_path)

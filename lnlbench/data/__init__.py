@@ -4,3 +4,5 @@ from lnlbench.data import cifar, digits, folder  # noqa: F401  (each module regi
 from lnlbench.data.base import DATASETS, Dataset, DatasetReader, Split, load_dataset, register_dataset
 
 __all__ = ["DATASETS", "Dataset", "DatasetReader", "Split", "load_dataset", "register_dataset"]
+
+from lnlbench.data import clothing1m, webvision  # noqa: E402,F401  (Clothing1M, WebVision and ILSVRC2012-val readers)

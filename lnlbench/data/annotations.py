@@ -155,7 +155,9 @@ class SplitIndex:
         return len(self.relpaths)
 
     def where(self, i: int) -> str:
-        return f"{self.sources[i]}:{int(self.lines[i])}"
+        """'file:line' that listed image i ('folder' for images found by listing a folder, line 0)."""
+        line = int(self.lines[i])
+        return f"{self.sources[i]}:{line}" if line > 0 else self.sources[i]
 
     def take(self, keep: np.ndarray | Sequence[int]) -> SplitIndex:
         """The entries at positions `keep` (a boolean mask or indices), in order."""
@@ -245,6 +247,7 @@ def drop_missing(
     keep = np.ones(len(split), dtype=bool)
     for i, ok in zip(todo, found.tolist()):
         if not ok:
-            log.add(MISSING_IMAGE, split.sources[i], int(split.lines[i]), f"lists {split.relpaths[i]} but {root / split.relpaths[i]} does not exist")
+            line = int(split.lines[i]) or None
+            log.add(MISSING_IMAGE, split.sources[i], line, f"lists {split.relpaths[i]} but {root / split.relpaths[i]} does not exist")
             keep[i] = False
     return split if keep.all() else split.take(keep)

@@ -325,9 +325,8 @@ class ImageCache:
         data = self.read_bytes(row)
         if self.spec.encoding == "raw":
             return torch.from_numpy(np.array(data).reshape(3, self.spec.size, self.spec.size))
-        from torchvision.io import ImageReadMode, decode_jpeg
-
-        return decode_jpeg(torch.from_numpy(np.array(data)), mode=ImageReadMode.RGB)
+        with Image.open(io.BytesIO(data.tobytes())) as img:
+            return torch.from_numpy(np.ascontiguousarray(np.asarray(img.convert("RGB")).transpose(2, 0, 1)))
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)

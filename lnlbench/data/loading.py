@@ -18,8 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lnlbench.data.image_cache import ImageCache, decode_square
-from lnlbench.errors import DataError
+from lnlbench.data.annotations import UNREADABLE, IssueLog, SplitIndex, drop_missing
+from lnlbench.data.base import Split
+from lnlbench.data.image_cache import ImageCache, decode_square, find_cache
+from lnlbench.errors import ConfigError, DataError
+
+VERIFY_LEVELS = ("none", "exists", "decode")
 
 
 class ImageFiles(Sequence[torch.Tensor]):
@@ -27,7 +31,7 @@ class ImageFiles(Sequence[torch.Tensor]):
 
     Images present in `cache` (built at the same size) are read from it; the others are decoded from their files.
     An image that fails to decode raises DataError naming the file and the annotation line that listed it
-    (`where[i]`), or, with `tolerate_bad`, comes back as a black image with a warning, counted in `bad_seen`
+    (`sources[i]`, line `lines[i]`), or, with `tolerate_bad`, comes back as a black image with a warning, counted in `bad_seen`
     (run `lnlbench prepare DATASET --build-cache` first to find such images before training).
     """
 
@@ -37,7 +41,8 @@ class ImageFiles(Sequence[torch.Tensor]):
         relpaths: Sequence[str],
         size: int,
         cache: ImageCache | None = None,
-        where: Sequence[str] | None = None,
+        sources: Sequence[str] | None = None,
+        lines: Sequence[int] | None = None,
         tolerate_bad: bool = False,
         dataset: str = "",
     ) -> None:
@@ -46,7 +51,8 @@ class ImageFiles(Sequence[torch.Tensor]):
         self.size = int(size)
         self.cache = cache if cache is not None and cache.spec.size == self.size else None
         self.rows = self.cache.rows(self.relpaths) if self.cache is not None else np.full(len(self.relpaths), -1)
-        self.where = list(where) if where is not None else None
+        self.sources = list(sources) if sources is not None else None
+        self.lines = np.asarray(lines, dtype=np.int64) if lines is not None else None
         self.tolerate_bad = tolerate_bad
         self.dataset = dataset
         self.bad_seen = 0
@@ -74,7 +80,10 @@ class ImageFiles(Sequence[torch.Tensor]):
         try:
             return torch.from_numpy(decode_square(self.path(i), self.size))
         except Exception as exc:  # PIL raises many types for bad files
-            listed = f" (listed at {self.where[i]})" if self.where is not None else ""
+            listed = ""
+            if self.sources is not None:
+                line = f":{int(self.lines[i])}" if self.lines is not None and self.lines[i] > 0 else ""
+                listed = f" (listed at {self.sources[i]}{line})"
             message = f"{self.dataset}: cannot decode image {self.path(i)}{listed}: {type(exc).__name__}: {exc}"
             if not self.tolerate_bad:
                 raise DataError(
@@ -84,9 +93,6 @@ class ImageFiles(Sequence[torch.Tensor]):
             self.bad_seen += 1
             warnings.warn(f"{message}; using a black image instead (tolerate_bad=True)", stacklevel=2)
             return torch.zeros(3, self.size, self.size, dtype=torch.uint8)
-
-    def __getstate__(self) -> dict:
-        return dict(self.__dict__)
 
 
 def find_unreadable(root: Path, relpaths: Sequence[str], size: int, workers: int | None = None) -> dict[int, str]:
@@ -102,6 +108,60 @@ def find_unreadable(root: Path, relpaths: Sequence[str], size: int, workers: int
     workers = max(1, workers or min(8, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return {i: err for i, err in pool.map(check, range(len(relpaths))) if err is not None}
+
+
+def check_reader_options(dataset: str, image_size: object, verify: object) -> None:
+    """ConfigError for an image size that is not a positive integer or an unknown verify level."""
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or not 8 <= image_size <= 4096:
+        raise ConfigError(f"{dataset}: image_size must be an integer number of pixels in 8..4096, got {image_size!r}")
+    if verify not in VERIFY_LEVELS:
+        raise ConfigError(f"{dataset}: verify must be one of {', '.join(VERIFY_LEVELS)}, got {verify!r}")
+
+
+def open_cache(root: Path, size: int, cache_dir: str | Path | None, use_cache: bool) -> ImageCache | None:
+    """The resized cache of `root` at `size` pixels when there is one and it is wanted."""
+    return find_cache(root, size, cache_dir) if use_cache else None
+
+
+def lazy_split(
+    split: SplitIndex,
+    root: Path,
+    log: IssueLog,
+    *,
+    size: int,
+    cache: ImageCache | None,
+    verify: str,
+    tolerate_bad: bool,
+    dataset: str,
+    workers: int | None = None,
+) -> tuple[Split, SplitIndex]:
+    """A lazy `Split` of the listed images that can be read, and the index of those images.
+
+    Images the cache recorded as unreadable, images whose file is missing (`verify` "exists" or "decode"; cached
+    images count as present) and, with `verify="decode"`, uncached images that do not decode, go to `log`: an
+    error naming the annotation line, or a skipped sample when bad samples are tolerated.
+    """
+    if cache is not None and cache.failed:
+        keep = np.ones(len(split), dtype=bool)
+        for i, rel in enumerate(split.relpaths):
+            if rel in cache.failed:
+                log.add(UNREADABLE, split.sources[i], int(split.lines[i]) or None, f"image {rel} does not decode ({cache.failed[rel]}, recorded by the cache in {cache.directory})")
+                keep[i] = False
+        split = split.take(keep)
+    cached = cache.key_set() if cache is not None else set()
+    if verify in ("exists", "decode"):
+        split = drop_missing(split, root, log, known=cached.__contains__ if cached else None)
+    if verify == "decode":
+        todo = [i for i, rel in enumerate(split.relpaths) if rel not in cached]
+        bad = find_unreadable(root, [split.relpaths[i] for i in todo], size, workers)
+        keep = np.ones(len(split), dtype=bool)
+        for k, error in sorted(bad.items()):
+            i = todo[k]
+            log.add(UNREADABLE, split.sources[i], int(split.lines[i]) or None, f"image {split.relpaths[i]} does not decode ({error})")
+            keep[i] = False
+        split = split.take(keep)
+    images = ImageFiles(root, split.relpaths, size, cache, split.sources, split.lines, tolerate_bad, dataset)
+    return Split(images=images, labels=torch.from_numpy(split.labels.astype(np.int64))), split
 
 
 class _BatchReader(torch.utils.data.Dataset):
@@ -185,10 +245,8 @@ def random_crop_flip(images: torch.Tensor, crop: int, generator: torch.Generator
     top = torch.randint(0, h - crop + 1, (b,), generator=generator)
     left = torch.randint(0, w - crop + 1, (b,), generator=generator)
     mirror = torch.rand(b, generator=generator) < 0.5 if flip else torch.zeros(b, dtype=torch.bool)
-    span = torch.arange(crop)
-    rows = (top.unsqueeze(1) + span).to(images.device)  # B x crop
-    cols = left.unsqueeze(1) + span
-    cols = torch.where(mirror.unsqueeze(1), cols.flip(1), cols).to(images.device)
-    batch = torch.arange(b, device=images.device).view(b, 1, 1)
-    out = images[batch, :, rows.unsqueeze(2), cols.unsqueeze(1)]  # B x crop x crop x C
-    return out.permute(0, 3, 1, 2).contiguous()
+    out = torch.stack([images[k, :, t : t + crop, l : l + crop] for k, (t, l) in enumerate(zip(top.tolist(), left.tolist()))])
+    if bool(mirror.any()):
+        which = mirror.to(images.device)
+        out[which] = out[which].flip(3)
+    return out

@@ -94,9 +94,12 @@ def first_synsets(n: int) -> list[tuple[str, str]]:
     return table[:n]
 
 
-def read_synset_file(path: Path) -> list[tuple[str, str]]:
+def read_synset_file(path: Path, log=None) -> list[tuple[str, str]]:
     """(wnid, first word) per line of a synset list: WebVision `info/synsets.txt` or Kaggle
-    `LOC_synset_mapping.txt` ('n01440764 tench, Tinca tinca'). A malformed line raises DataError naming it."""
+    `LOC_synset_mapping.txt` ('n01440764 tench, Tinca tinca').
+
+    A malformed line raises DataError naming it, or, given an `IssueLog`, is reported to it and skipped.
+    """
     out: list[tuple[str, str]] = []
     if not path.is_file():
         raise DataError(f"synset list {path} does not exist")
@@ -107,23 +110,39 @@ def read_synset_file(path: Path) -> list[tuple[str, str]]:
                 continue
             wnid, _, words = text.partition(" ")
             if not WNID.match(wnid):
-                raise DataError(f"{path}:{number}: expected '<wnid> <words>' with a WordNet id like n01440764, got {text[:60]!r}")
+                message = f"expected '<wnid> <words>' with a WordNet id like n01440764, got {text[:60]!r}"
+                if log is None:
+                    raise DataError(f"{path}:{number}: {message}")
+                log.add("bad-line", path, number, message)
+                continue
             out.append((wnid, words.split(",")[0].strip() or wnid))
     return out
 
 
-def check_imagenet_order(listed: list[tuple[str, str]], path: Path, n: int) -> None:
-    """DataError naming the first line where a synset list departs from ILSVRC2012's class order (first n)."""
+def imagenet_order_problem(listed: list[tuple[str, str]], n: int) -> tuple[int | None, str] | None:
+    """(line, message) where a synset list departs from ILSVRC2012's class order in its first n entries, else None.
+
+    Lines are counted among the non-blank ones.
+    """
     expected = first_synsets(min(n, NUM_IMAGENET_CLASSES))
     if len(listed) < len(expected):
-        raise DataError(f"{path} lists {len(listed)} synsets; {len(expected)} classes need at least that many")
+        return None, f"lists {len(listed)} synsets; {len(expected)} classes need at least that many"
     for k, ((got, _), (want, name)) in enumerate(zip(listed, expected)):
         if got != want:
-            raise DataError(
-                f"{path}:{k + 1}: class {k} is {got}, but ImageNet (ILSVRC2012) class {k} is {want} ({name}); "
-                f"WebVision and ILSVRC2012 number their classes in the same sorted-wnid order: use the synsets.txt "
-                f"that came with WebVision 1.0 (info/synsets.txt)"
+            return k + 1, (
+                f"class {k} is {got}, but ImageNet (ILSVRC2012) class {k} is {want} ({name}); WebVision and "
+                f"ILSVRC2012 number their classes in the same sorted-wnid order: use the synsets.txt that came with "
+                f"WebVision 1.0 (info/synsets.txt)"
             )
+    return None
+
+
+def check_imagenet_order(listed: list[tuple[str, str]], path: Path, n: int) -> None:
+    """DataError naming the first line where a synset list departs from ILSVRC2012's class order (first n)."""
+    problem = imagenet_order_problem(listed, n)
+    if problem is not None:
+        line, message = problem
+        raise DataError(f"{path}{f':{line}' if line else ''}: {message}")
 
 
 def unique_names(synsets: list[tuple[str, str]]) -> list[str]:

@@ -89,6 +89,10 @@ def build_report(
         ref, ref_warnings = read_reference(Path(reference))
         warnings += ref_warnings
     found = scan([Path(d) for d in dirs])
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create report directory {out} ({exc}); pass a writable --out") from None
     warnings = found.warnings + warnings
     runs = found.runs
     timings["read"] = time.perf_counter() - t0
@@ -167,8 +171,10 @@ def build_report(
         f"{len(runs)} finished runs in {n_groups} groups (runs differing only in seed or noise seed); "
         f"{n_failed} failed, {n_unfinished} unfinished, {len(found.skipped)} files skipped.",
         f"Accuracy shown: {aggregate.ACCURACY_LABELS[accuracy]}.",
-        "Cells: mean ± sample standard deviation (ddof=1) over seeds; runs that differ in anything else "
-        "(hyperparameters, epochs, resolution, weights, lnlbench version) are never averaged together.",
+        "Cells: mean ± sample standard deviation (ddof=1; none for a single run) over runs that differ only in "
+        "training seed or noise seed (a fresh draw of noisy labels of the same model and rate; cells pooling several "
+        "draws are named in the warnings). Runs that differ in anything else (hyperparameters, epochs, resolution, "
+        "weights, lnlbench version) are never averaged together.",
     ]
     if all_acc:
         _write_csv(out / "accuracy.csv", pd.concat(all_acc, ignore_index=True), files)

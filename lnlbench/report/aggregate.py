@@ -34,7 +34,7 @@ def setting_order(noise: str, rate: float) -> tuple:
 
 
 def _sorted_unique(values: pd.Series) -> list:
-    return sorted({v for v in values if v is not None and v == v}, key=str)
+    return sorted({v for v in values if v is not None and v == v and v != ""}, key=str)
 
 
 def group_runs(runs: pd.DataFrame, accuracy: str) -> pd.DataFrame:

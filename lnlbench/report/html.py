@@ -16,7 +16,7 @@ color:#1a1a1a;line-height:1.4}
 h1{font-size:1.5rem}h2{font-size:1.25rem;margin-top:2.5rem;border-bottom:1px solid #ccc}h3{font-size:1.05rem}
 table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.85rem}
 th,td{border-bottom:1px solid #ddd;padding:.25rem .6rem;text-align:left;vertical-align:top}
-td.r,th.r{text-align:right;font-variant-numeric:tabular-nums}
+td.r,th.r{text-align:right;font-variant-numeric:tabular-nums}td.r,td:first-child{white-space:nowrap}
 table.sortable th{cursor:pointer;user-select:none;background:#f4f4f4}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 td.best{font-weight:bold}.caption{font-size:.85rem;color:#444;max-width:100ch}
@@ -37,8 +37,6 @@ SORT_JS = """
     return isNaN(n) ? v.toLowerCase() : n;
   }
   function compare(a, b) {
-    if (a === null) { return b === null ? 0 : 1; }
-    if (b === null) { return -1; }
     if (typeof a === typeof b) { return a < b ? -1 : a > b ? 1 : 0; }
     return typeof a === "number" ? -1 : 1;
   }
@@ -51,8 +49,9 @@ SORT_JS = """
         var rows = Array.prototype.slice.call(body.rows);
         var asc = th.getAttribute("aria-sort") !== "ascending";
         rows.sort(function (r1, r2) {
-          var c = compare(key(r1.cells[col]), key(r2.cells[col]));
-          return asc ? c : -c;
+          var a = key(r1.cells[col]), b = key(r2.cells[col]);
+          if (a === null || b === null) { return (a === null) - (b === null); }  // blanks last either way
+          return asc ? compare(a, b) : -compare(a, b);
         });
         rows.forEach(function (r) { body.appendChild(r); });
         Array.prototype.forEach.call(headers, function (h) { h.removeAttribute("aria-sort"); });

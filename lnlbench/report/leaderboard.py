@@ -111,9 +111,10 @@ def overall_table(overall: pd.DataFrame, n_settings: int, accuracy_label: str) -
 def setting_table(per: pd.DataFrame, requested: int) -> Table:
     """One leaderboard table over all settings of a (dataset, backbone), grouped by setting."""
     dataset, backbone = per["dataset"].iloc[0], per["backbone"].iloc[0]
+    position = {o: i for i, o in enumerate(sorted(set(per["setting_order"])))}
     rows = [
         [
-            Cell(r.scope, r.setting_order[2] + r.setting_order[0] * 10),
+            Cell(r.scope, position[r.setting_order]),
             Cell(f"{r.rank:g}", r.rank),
             Cell(r.row, r.row),
             Cell(accuracy_cell(r.acc_mean, r.acc_std, r.runs, requested), 100 * r.acc_mean),

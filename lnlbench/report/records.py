@@ -19,10 +19,7 @@ from typing import Any
 import pandas as pd
 
 from lnlbench.errors import ConfigError
-
-# The record schema this report reads (lnlbench/runs.py SCHEMA); kept as a literal so that the report module does
-# not import the run machinery (and torch) behind it.
-SCHEMA = 1
+from lnlbench.runs import SCHEMA  # runs.py needs only the standard library: no torch here
 
 # Config fields that vary between the repetitions averaged into one cell. The noise seed draws new noisy labels of
 # the same model and rate; it is pooled with the training seed and every pooled group says how many draws it holds.
@@ -88,8 +85,10 @@ def _number(value: Any) -> float:
     return float(value)
 
 
-def flatten_record(rec: dict[str, Any]) -> dict[str, Any]:
-    """One finished record as a flat row; raises ValueError naming what is missing."""
+def flatten_record(rec: dict[str, Any], variants: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+    """One finished record as a flat row; raises ValueError naming what is missing.
+
+    `variants` caches the variant fields per group key (they depend on the group only)."""
     config = rec.get("config")
     if not isinstance(config, dict):
         raise ValueError("it has no 'config' object")
@@ -117,6 +116,10 @@ def flatten_record(rec: dict[str, Any]) -> dict[str, Any]:
     if not math.isfinite(gpu_hours):
         gpu_hours = count * wall / 3600 if device.startswith("cuda") else 0.0
     hparams = config.get("hparams") if isinstance(config.get("hparams"), dict) else {}
+    group_key = short_hash(identity, 16)
+    variants = {} if variants is None else variants
+    if group_key not in variants:
+        variants[group_key] = variant_fields(config, version)
     row: dict[str, Any] = {
         "run_id": str(rec.get("run_id") or short_hash(config, 16)),
         "dataset": str(config["dataset"]),
@@ -129,8 +132,8 @@ def flatten_record(rec: dict[str, Any]) -> dict[str, Any]:
         "seed": config.get("seed", rec.get("seed", 0)),
         "image_size": config.get("image_size"),
         "version": version,
-        "group_key": short_hash(identity, 16),
-        "variant": variant_fields(config, version),
+        "group_key": group_key,
+        "variant": variants[group_key],
         "hparams_json": _canonical(hparams),
         "hparams_hash": short_hash(hparams),
         "labels_sha256": str(noise.get("labels_sha256") or ""),
@@ -184,6 +187,7 @@ def scan(dirs: list[Path]) -> Scan:
     rows: list[dict[str, Any]] = []
     out = Scan(runs=pd.DataFrame())
     seen: dict[str, str] = {}
+    variants: dict[str, dict[str, str]] = {}
     for root in dirs:
         root = Path(root)
         if not root.is_dir():
@@ -216,7 +220,7 @@ def scan(dirs: list[Path]) -> Scan:
                 out.problems.append(_problem("unfinished", shown, rec, f"status {status!r}"))
                 continue
             try:
-                row = flatten_record(rec)
+                row = flatten_record(rec, variants)
             except (ValueError, TypeError, KeyError) as exc:
                 _skip(out, shown, f"malformed record: {exc}")
                 continue

@@ -18,9 +18,11 @@ def read_reference(path: Path) -> tuple[pd.DataFrame, list[str]]:
     if not path.is_file():
         raise ConfigError(f"reference file {path} does not exist; pass a CSV as described in docs/reference-format.md")
     try:
-        ref = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, comment="#")
+        ref = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"reference file {path} is not a readable CSV ({exc}); see docs/reference-format.md") from None
+        raise ConfigError(
+            f"reference file {path} is not a readable CSV ({exc}); see docs/reference-format.md"
+        ) from None
     ref.columns = [str(c).strip().lower() for c in ref.columns]
     missing = [c for c in REFERENCE_COLUMNS if c not in ref.columns]
     if missing:
