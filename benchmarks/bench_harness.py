@@ -22,13 +22,14 @@ import benchkit
 import torch
 import torch.nn.functional as F
 
+from lnlbench import engine
 from lnlbench.models import create_backbone
 from lnlbench.runner import execute_run
 from lnlbench_plugins.fft import FFT_HPARAMS
 
 N_TRAIN, N_TEST = 256, 128
 BATCH = 64
-ROUNDS = 4  # measured rounds, alternated ABBA, after one warm-up round of each side
+ROUNDS = 8  # measured rounds, alternated ABBA, after one warm-up round of each side
 HPARAMS = {"epochs": 1, "batch_size": BATCH}
 
 
@@ -83,6 +84,18 @@ def bare_fft_epoch(n_train: int, n_test: int, noisy_labels: torch.Tensor, seed: 
     return {"total_s": t2 - t0, "loop_s": t2 - t1, "test_acc": correct / n_test}
 
 
+def checkpoint_seconds(path, repeats: int = 3) -> float:
+    """Median seconds of the per-epoch checkpoint `MethodContext.epochs` writes for an fft run of this model."""
+    model, _ = create_backbone(benchkit.BACKBONE, benchkit.WEIGHTS, 10)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    model(torch.randn(2, 3, benchkit.IMAGE_SIZE, benchkit.IMAGE_SIZE)).sum().backward()
+    opt.step()  # the momentum buffers exist, as after a real epoch
+    times = [benchkit.timed(lambda: engine.atomic_torch_save(
+        {"epoch": 0, "state": {"model": model.state_dict(), "opt": opt.state_dict()}}, path))[1]
+        for _ in range(repeats)]
+    return benchkit.median(times)
+
+
 def test_harness_overhead(benchmark, tmp_path, figures):
     config = benchkit.config_for("fft", HPARAMS, N_TRAIN, N_TEST)
     noisy = benchkit.make_context(config, tmp_path / "ctx").noisy_labels  # the run's own noisy labels
@@ -110,19 +123,26 @@ def test_harness_overhead(benchmark, tmp_path, figures):
         benchkit.interleaved(lnlbench_side, bare_side, ROUNDS)
 
     benchmark.pedantic(measure, rounds=1, iterations=1)
-    loop_lnl = benchkit.median([r["phases"]["finetune"] for r in runs])
-    loop_bare = benchkit.median([b["loop_s"] for b in bares])
-    total_lnl = benchkit.median([r["call_s"] for r in runs])
-    total_bare = benchkit.median([b["total_s"] for b in bares])
-    fixed = benchkit.median([r["call_s"] - r["phases"]["finetune"] for r in runs])
-    ratios = {"loop": loop_lnl / loop_bare, "end_to_end": total_lnl / total_bare}
+    checkpoint_s = checkpoint_seconds(tmp_path / "ckpt.pt")
+    # Other processes only ever add time, so the fastest round of each side is the least disturbed estimate of its
+    # cost; the medians are shown too.
+    loop_lnl = min(r["phases"]["finetune"] for r in runs)
+    loop_bare = min(b["loop_s"] for b in bares)
+    total_lnl = min(r["call_s"] for r in runs)
+    total_bare = min(b["total_s"] for b in bares)
+    fixed = min(r["call_s"] - r["phases"]["finetune"] for r in runs)
+    med = benchkit.median([r["phases"]["finetune"] for r in runs]) / benchkit.median([b["loop_s"] for b in bares])
+    ratios = {"loop": loop_lnl / loop_bare, "end_to_end": total_lnl / total_bare, "loop_medians": med}
     benchmark.extra_info.update(ratios=ratios, loop_s={"lnlbench": loop_lnl, "bare": loop_bare},
-                                total_s={"lnlbench": total_lnl, "bare": total_bare}, rounds=ROUNDS)
+                                total_s={"lnlbench": total_lnl, "bare": total_bare}, rounds=ROUNDS,
+                                checkpoint_s=checkpoint_s)
     figures(f"data: {benchkit.source_name()}, {N_TRAIN} train / {N_TEST} test at {benchkit.IMAGE_SIZE} px, "
-            f"batch {BATCH}; {benchkit.machine()}; medians of {ROUNDS} alternated rounds")
+            f"batch {BATCH}; {benchkit.machine()}; fastest of {ROUNDS} alternated rounds")
     figures("rounds, lnlbench loop / bare loop (s): " + ", ".join(
         f"{r['phases']['finetune']:.2f}/{b['loop_s']:.2f}" for r, b in zip(runs, bares)))
     figures(f"fft epoch loop (train + test eval): lnlbench {loop_lnl:.2f} s vs bare {loop_bare:.2f} s -> "
-            f"ratio {ratios['loop']:.3f} (target <= 1.05)")
+            f"ratio {ratios['loop']:.3f} (target <= 1.05; ratio of medians {med:.3f})")
+    figures(f"of which per epoch: the resumable-run checkpoint (model + optimiser, lnlbench only) {checkpoint_s:.3f} s "
+            f"= {checkpoint_s / loop_bare:.1%} of this epoch")
     figures(f"end to end (data, labels, model, epoch, test): lnlbench {total_lnl:.2f} s vs bare {total_bare:.2f} s "
             f"-> ratio {ratios['end_to_end']:.3f}; lnlbench outside the epoch: {fixed:.2f} s per run")

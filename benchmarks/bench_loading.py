@@ -5,7 +5,7 @@ workers, random 224 crop + flip, normalise to float) from the cache and, for con
 The images are synthetic web-photo-like JPEGs (500 x 375, smooth colour fields plus noise, quality 90, about the
 size and decoding cost of Clothing1M / WebVision originals), written to a temporary directory.
 
-Run as a script for the table:   python benchmarks/bench_loading.py [--images 512] [--workers 0 1 2]
+Run as a script for the table:   python benchmarks/bench_loading.py [--images 512] [--workers 0 2] [--threads 2]
 or with the other benchmarks:     pytest benchmarks/bench_loading.py --benchmark-only
 """
 
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lnlbench.data.image_cache import CacheSpec, build_cache, decode_square, find_cache
+from lnlbench.data.image_cache import CacheSpec, ImageCache, build_cache, decode_square, find_cache
 from lnlbench.data.loading import ImageFiles, prefetch_batches, random_crop_flip
 from lnlbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD, preprocess
 from lnlbench.engine import index_batches
@@ -59,7 +59,10 @@ def read_all(images: ImageFiles, order: list[int]) -> None:
         images[i]
 
 
-def pipeline(images: ImageFiles, workers: int, augment: bool = True, device: str = "cpu", seed: int = 0) -> int:
+Loader = tuple[str, int]  # ("workers", n): DataLoader worker processes; ("threads", n): a thread pool
+
+
+def pipeline(images: ImageFiles, loader: Loader, augment: bool = True, device: str = "cpu", seed: int = 0) -> int:
     """One shuffled epoch of the training input pipeline; returns the number of images produced.
 
     With `augment` False only the uint8 batches are produced (what a GPU run reads on the CPU). With a CUDA
@@ -69,7 +72,9 @@ def pipeline(images: ImageFiles, workers: int, augment: bool = True, device: str
     aug = torch.Generator().manual_seed(seed + 1)
     seen = 0
     batches = index_batches(torch.arange(len(images)), BATCH, order)
-    for _, raw in prefetch_batches(images, batches, workers=workers, pin_memory=device != "cpu"):
+    kind, n = loader
+    workers, threads = (n, 0) if kind == "workers" else (0, n)
+    for _, raw in prefetch_batches(images, batches, workers=workers, threads=threads, pin_memory=device != "cpu"):
         raw = raw.to(device, non_blocking=True)
         if augment:
             raw = preprocess(random_crop_flip(raw, CROP, aug), CROP, IMAGENET_MEAN, IMAGENET_STD)
@@ -79,7 +84,7 @@ def pipeline(images: ImageFiles, workers: int, augment: bool = True, device: str
     return seen
 
 
-def measure(n: int, workers: list[int], build_workers: int) -> list[tuple[str, float]]:
+def measure(n: int, loaders: list[Loader], build_workers: int) -> list[tuple[str, float]]:
     rows: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -91,35 +96,28 @@ def measure(n: int, workers: list[int], build_workers: int) -> list[tuple[str, f
         raw = ImageFiles(root, names, CACHE_SIZE, find_cache(root, CACHE_SIZE))
         assert raw.cached == n and raw.cache.spec.encoding == "raw"
         read_all(raw, shuffled)  # warm the page cache, as any epoch after the first
-        rows.append(("read raw cache, shuffled (1 process)", rate(n, lambda: read_all(raw, shuffled))))
+        rows.append(("read raw cache items (views, copied when batched)", rate(n, lambda: read_all(raw, shuffled))))
         jpeg_dir = root / ".lnlbench-cache" / CacheSpec(CACHE_SIZE, "jpeg").dirname
-        from lnlbench.data.image_cache import ImageCache
-
         jpeg = ImageFiles(root, names, CACHE_SIZE, ImageCache.open(jpeg_dir))
-        rows.append(("read jpeg cache, shuffled (1 process)", rate(n, lambda: read_all(jpeg, shuffled))))
+        rows.append(("read jpeg cache, shuffled (1 thread)", rate(n, lambda: read_all(jpeg, shuffled))))
         files = ImageFiles(root, names, CACHE_SIZE)
-        for w in workers:
-            rows.append((f"uint8 batches from raw cache, {w} workers", rate(n, lambda: pipeline(raw, w, augment=False))))
-        for w in workers:
-            rows.append((f"uint8 batches from JPEG files, {w} workers", rate(n, lambda: pipeline(files, w, augment=False))))
-        for w in workers:
-            rows.append((f"train pipeline from raw cache, {w} workers", rate(n, lambda: pipeline(raw, w))))
-        for w in workers:
-            rows.append((f"train pipeline from jpeg cache, {w} workers", rate(n, lambda: pipeline(jpeg, w))))
-        for w in workers:
-            rows.append((f"train pipeline from JPEG files, {w} workers", rate(n, lambda: pipeline(files, w))))
+        sources = {"raw cache": raw, "jpeg cache": jpeg, "JPEG files": files}
+        for source, images in sources.items():
+            for kind, k in loaders:
+                rows.append((f"uint8 batches, {source}, {k} {kind}", rate(n, lambda: pipeline(images, (kind, k), augment=False))))
+        for kind, k in loaders:
+            rows.append((f"CPU train pipeline, raw cache, {k} {kind}", rate(n, lambda: pipeline(raw, (kind, k)))))
         if torch.cuda.is_available():
-            pipeline(raw, 0, device="cuda")  # CUDA context and kernels warmed up outside the timing
-            for w in workers:
-                rows.append((f"GPU pipeline from raw cache, {w} workers", rate(n, lambda: pipeline(raw, w, device="cuda"))))
-            for w in workers:
-                rows.append((f"GPU pipeline from jpeg cache, {w} workers", rate(n, lambda: pipeline(jpeg, w, device="cuda"))))
+            pipeline(raw, ("workers", 0), device="cuda")  # CUDA context and kernels warmed up outside the timing
+            for source in ("raw cache", "jpeg cache"):
+                for kind, k in loaders:
+                    rows.append((f"GPU train pipeline, {source}, {k} {kind}", rate(n, lambda: pipeline(sources[source], (kind, k), device="cuda"))))
     return rows
 
 
 def test_loading_throughput(benchmark, figures) -> None:
     """A small run (128 images) for `pytest benchmarks --benchmark-only`; the script gives the full table."""
-    rows = benchmark.pedantic(lambda: measure(128, [0, 2], 2), rounds=1, iterations=1)
+    rows = benchmark.pedantic(lambda: measure(128, [("workers", 0), ("workers", 2), ("threads", 2)], 2), rounds=1, iterations=1)
     for name, value in rows:
         figures(f"{name}: {value:,.0f} images/s")
 
@@ -127,7 +125,8 @@ def test_loading_throughput(benchmark, figures) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=512)
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="DataLoader workers to try")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="DataLoader worker processes to try")
+    parser.add_argument("--threads", type=int, nargs="*", default=[2], help="loader threads to try")
     parser.add_argument("--build-workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -135,8 +134,9 @@ def main() -> None:
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
     print(f"{args.images} images 500x375 JPEG q90; cache {CACHE_SIZE}px square; crop {CROP}; batch {BATCH}; "
           f"{os.cpu_count()} CPU cores (load average {load:.1f} at start), torch {torch.__version__}, {gpu}")
-    for name, value in measure(args.images, args.workers, args.build_workers):
-        print(f"  {name:<46} {value:>9,.0f} images/s")
+    loaders = [("workers", w) for w in args.workers] + [("threads", t) for t in args.threads]
+    for name, value in measure(args.images, loaders, args.build_workers):
+        print(f"  {name:<48} {value:>9,.0f} images/s")
 
 
 if __name__ == "__main__":

@@ -120,4 +120,6 @@ def machine() -> str:
         pass
     import os
 
-    return f"{name}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads"
+    policy = os.environ.get("OMP_WAIT_POLICY", "unset")
+    return (f"{name}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads, "
+            f"OMP_WAIT_POLICY={policy}, load average {os.getloadavg()[0]:.1f}")

@@ -36,6 +36,17 @@ def select_device(name: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def same_device(a: torch.device, b: torch.device) -> bool:
+    """Whether `a` and `b` name one device, an unindexed 'cuda' meaning the current one (tensors on it report
+    'cuda:0', which does not compare equal to torch.device('cuda'))."""
+    if a.type != b.type:
+        return False
+    if a.type != "cuda" or a.index == b.index:
+        return True
+    current = torch.cuda.current_device()
+    return (current if a.index is None else a.index) == (current if b.index is None else b.index)
+
+
 def device_name(device: torch.device) -> str:
     """Human-readable device, e.g. 'cuda:NVIDIA H100 80GB HBM3' or 'cpu:2 threads'."""
     if device.type == "cuda":
@@ -97,6 +108,14 @@ def default_precision(device: torch.device, amp: str = "auto", compile: bool = F
     return Precision(amp_dtype=dtype, channels_last=True, compile=compile)
 
 
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`t` on `device`. A CPU tensor bound for a GPU is copied from pinned memory without blocking: a blocking copy
+    waits until all the work already queued on the device is done, which stalls the host once per step."""
+    if t.device.type == "cpu" and device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 # In-memory images go to the GPU once when they take at most this fraction of its free memory (CIFAR-10's 150 MB
 # of uint8 easily); larger sets stay on the host and are copied batch by batch from pinned memory.
 RESIDENT_MAX_FRACTION = 0.25
@@ -142,14 +161,14 @@ class ImageBatcher:
     @property
     def on_device(self) -> bool:
         """Whether the images are held on the batcher's device (no host-to-device copy per batch)."""
-        return self._store is not None and self._store.device == self.device
+        return self._store is not None and same_device(self._store.device, self.device)
 
     def uint8(self, idx: torch.Tensor) -> torch.Tensor:
         if self._store is not None:
-            out = self._store[idx.to(self._store.device)]
+            out = self._store[to_device(idx, self._store.device)]
         else:
             out = torch.stack([self.images[int(i)] for i in idx])
-        if out.device != self.device:
+        if not same_device(out.device, self.device):
             out = out.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else out.to(self.device)
         return out
 

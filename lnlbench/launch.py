@@ -119,9 +119,11 @@ class RunJob(submitit.helpers.Checkpointable):
 
     def _execute(self, rd: RunDir) -> dict[str, Any]:
         restart = os.environ.get("SLURM_RESTART_COUNT")
+        gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
         print(
             f"lnlbench: run {self.run_id} starting on {socket.gethostname()} pid {os.getpid()} ({self.launcher}"
-            + (f", slurm job {slurm_job_id()}, restart {restart}" if slurm_job_id() else "")
+            + (f", slurm job {slurm_job_id()}, restart {restart or 0}" if slurm_job_id() else "")
+            + (f", CUDA_VISIBLE_DEVICES={gpus}" if gpus is not None else "")
             + f") at {time.strftime('%Y-%m-%d %H:%M:%S')}",
             file=sys.stderr,
             flush=True,
@@ -358,8 +360,11 @@ def _ended(run: RunJob, echo: Callable[[str], None], prefix: str) -> None:
         extra = f" test_acc {acc:.4f}" if isinstance(acc, float) else ""
         extra += f" ({wall:.0f} s)" if isinstance(wall, (int, float)) else ""
         echo(f"{prefix} done {_run_label(run)}{extra}")
+    elif rec:
+        echo(f"{prefix} {rec.get('status')} {_run_label(run)}: {rec.get('error', '')}")
     else:
-        echo(f"{prefix} {rec.get('status', 'no record')} {_run_label(run)}: {rec.get('error', '')}")
+        state = status.run_state(run.run_dir.path)
+        echo(f"{prefix} {state.state} {_run_label(run)}" + (f": {state.detail}" if state.detail else ""))
 
 
 class DebugLauncher(Launcher):
@@ -391,8 +396,11 @@ def visible_gpus() -> list[str]:
 LOCAL_PRELOAD = ["lnlbench.runner", "lnlbench.data", "lnlbench.noise", "lnlbench.launch"]
 
 
-def _local_worker(job: RunJob, log: str, gpu: str | None, threads: int) -> None:
-    """Body of a local worker process: output to the run's log.txt, one GPU, a share of the cores; run the job."""
+def _local_worker(job: RunJob, log: str, env: dict[str, str], gpu: str | None, threads: int) -> None:
+    """Body of a local worker process: the launcher's environment, output to the run's log.txt, one GPU, a share
+    of the cores; then the job."""
+    os.environ.clear()  # the fork server's environment is the one it started with; take the launcher's current one
+    os.environ.update(env)
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -438,11 +446,12 @@ class LocalLauncher(Launcher):
                     write_json_atomic(run.run_dir.config, run.config)
                     gpu = gpus[slot % len(gpus)] if gpus else None
                     proc = ctx.Process(
-                        target=_local_worker, args=(run, str(run.run_dir.log), gpu, threads),
+                        target=_local_worker, args=(run, str(run.run_dir.log), dict(os.environ), gpu, threads),
                         name=f"lnlbench-{run.run_id}",
                     )
                     proc.start()
-                    self.echo(f"[{i}/{n}] start {_run_label(run)}" + (f" on GPU {gpu}" if gpu else "") + f" (pid {proc.pid})")
+                    on_gpu = f" on GPU {gpu}" if gpu else ""
+                    self.echo(f"[{i}/{n}] start {_run_label(run)}{on_gpu} (pid {proc.pid})")
                     active[slot] = (proc, run, i)
                 time.sleep(self.POLL_S)
                 for slot, (proc, run, i) in list(active.items()):
@@ -692,10 +701,9 @@ def launch_sweep(
     Returns the plan and what was launched (None for a dry run or when nothing is left to do).
     """
     settings = settings or LauncherSettings()
-    launcher_cls = launcher_registry().get(launcher_name)
-    out = check_output_dir(out, create=not dry_run)
-    launcher = launcher_cls(settings, out, echo)
+    launcher = launcher_registry().get(launcher_name)(settings, out, echo)
     launcher.check()
+    out = check_output_dir(out, create=not dry_run)
     plan = make_plan(configs, out)
     echo(plan.describe())
     todo = plan.to_launch
@@ -706,6 +714,8 @@ def launch_sweep(
     echo(f"launching {len(todo)} run(s) with {launcher.describe()} into {out}")
     jobs = run_jobs(todo, out, launcher_name, cache_dir=cache_dir, device=device,
                     keep_checkpoints=settings.keep_checkpoints)
+    for job in jobs:  # every run shows as pending in `lnlbench status` from now on
+        write_json_atomic(job.run_dir.config, job.config)
     launched = launcher.launch(jobs)
     if wait and not launched.finished:
         launcher.wait(launched)

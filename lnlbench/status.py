@@ -48,7 +48,7 @@ class RunState:
         c = self.config or (self.record or {}).get("config") or {}
         if not c:
             return "-"
-        return f"{c.get('method', '?')} {c.get('dataset', '?')} {c.get('noise', '?')} {c.get('rate', '?')} seed {c.get('seed', '?')}"
+        return " ".join(str(c.get(k, "?")) for k in ("method", "dataset", "noise", "rate")) + f" seed {c.get('seed', '?')}"
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -156,6 +156,25 @@ def queued_slurm_jobs() -> set[str] | None:
     return {line.strip() for line in out.stdout.splitlines() if line.strip()}
 
 
+def slurm_job_states(job_ids: list[str]) -> dict[str, str]:
+    """SLURM accounting state (COMPLETED, OUT_OF_MEMORY, CANCELLED, ...) of finished jobs; {} without `sacct`."""
+    if not job_ids or shutil.which("sacct") is None:
+        return {}
+    try:
+        out = subprocess.run(
+            ["sacct", "--noheader", "--parsable2", "--allocations", "--format=JobID,State",
+             f"--jobs={','.join(job_ids)}"],
+            capture_output=True, text=True, timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    states = {}
+    for line in out.stdout.splitlines() if out.returncode == 0 else []:
+        job, _, state = line.partition("|")
+        states[job.strip()] = state.split()[0] if state.split() else ""
+    return states
+
+
 def run_state(run_dir: Path, queued: set[str] | None = None) -> RunState:
     """The state of one run directory (see the module docstring)."""
     rd = RunDir(run_dir.parent, run_dir.name)
@@ -176,6 +195,8 @@ def run_state(run_dir: Path, queued: set[str] | None = None) -> RunState:
     job = (submitted or {}).get("job_id")
     if job and queued is not None and str(job) in queued:
         why.append(f"queued as slurm job {job}")
+    elif job and queued is not None:
+        why.append(f"slurm job {job} ended without a record")
     if marker is not None:
         why.append(f"interrupted (was {marker.get('host')}:{marker.get('pid')})")
     ck = checkpoint_epochs(run_dir)
@@ -212,6 +233,10 @@ def scan(out: Path | str, run_ids: list[str] | None = None, check_slurm: bool = 
             states.append(run_state(d, queued))
         else:
             states.append(RunState(d.name, "pending", "not started"))
+    gone = {s.detail.split()[2]: s for s in states if s.state == "pending" and " ended without a record" in s.detail}
+    for job, state in slurm_job_states(sorted(gone)).items():  # say how SLURM saw them end (OUT_OF_MEMORY, ...)
+        if job in gone and state:
+            gone[job].detail = gone[job].detail.replace(" ended without", f" ended {state} without", 1)
     return states
 
 

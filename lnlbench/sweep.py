@@ -354,7 +354,8 @@ def _methods(src: Source, data: dict) -> list[MethodEntry]:
         except ConfigError as exc:
             raise src.error((*keys, "name") if (*keys, "name") in src.lines else keys, str(exc)) from None
         values: dict[str, list] = {}
-        for where, overrides in ((("hparams", name), shared.get(name) or {}), ((*keys, "hparams"), entry.get("hparams") or {})):
+        sources = ((("hparams", name), shared.get(name) or {}), ((*keys, "hparams"), entry.get("hparams") or {}))
+        for where, overrides in sources:  # the method entry's own overrides come last and win
             if not isinstance(overrides, dict):
                 raise src.error(where, "expected a mapping {hyperparameter: value or list of values}")
             for k, v in overrides.items():
@@ -378,7 +379,9 @@ def _methods(src: Source, data: dict) -> list[MethodEntry]:
         entries.append(MethodEntry(name, grid, src.where(*keys)))
     for m in shared:
         if str(m) not in {e.name for e in entries}:
-            raise src.error(("hparams", str(m)), f"method {m!r} is not listed under `methods`; add it there or remove this")
+            raise src.error(
+                ("hparams", str(m)), f"method {m!r} is not listed under `methods`; add it there or remove this"
+            )
     return entries
 
 
@@ -398,7 +401,9 @@ def _backbone(src: Source, i: int, entry: Any, base: Path, image_size: int | Non
     if weights not in ("packaged", "timm", "random"):
         weights = _path(weights, base) or weights
         if not Path(weights).is_file():
-            raise src.error((*keys, "weights"), f"weight file {weights} does not exist; give packaged, timm, random or a file")
+            raise src.error(
+                (*keys, "weights"), f"weight file {weights} does not exist; give packaged, timm, random or a file"
+            )
     size = _opt_int(src, (*keys, "image_size"), entry.get("image_size"), low=8)
     return BackboneEntry(name, weights, size if size is not None else image_size)
 

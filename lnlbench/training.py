@@ -133,7 +133,7 @@ def train_steps(
         xb = batcher.batch(idx, aug)
         with precision.autocast(dev):
             logits = model(xb)
-        batch_loss = per_sample_loss(loss, logits, labels[idx.to(dev, non_blocking=True)], gce_q).mean()
+        batch_loss = per_sample_loss(loss, logits, labels[engine.to_device(idx, dev)], gce_q).mean()
         opt.zero_grad(set_to_none=True)
         scaler.scale(batch_loss).backward()
         scaler.step(opt)

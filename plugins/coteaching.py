@@ -32,17 +32,17 @@ from lnlbench_plugins.lp import LP_HPARAMS
 OFFICIAL_NUM_GRADUAL = 10  # main.py: --num_gradual 10 ...
 OFFICIAL_EPOCHS = 200  # ... of --n_epoch 200
 
-_FT = "lnlbench choice, as `fft` (plugins/fft.py), so the comparison isolates the method; official main.py trains " \
-      "from scratch with Adam lr 1e-3: "
+_FT = "as `fft`, so the comparison isolates the method: "
+_OFFICIAL_OPT = " (official main.py: Adam, lr 1e-3, training from scratch)"
 
 COTEACHING_HPARAMS: dict[str, HParam] = {
     "epochs": HParam(FFT_HPARAMS["epochs"].default, _FT + FFT_HPARAMS["epochs"].source, low=1),
-    "lr": HParam(FFT_HPARAMS["lr"].default, _FT + FFT_HPARAMS["lr"].source, low=0.0, low_open=True),
+    "lr": HParam(FFT_HPARAMS["lr"].default, _FT + FFT_HPARAMS["lr"].source + _OFFICIAL_OPT, low=0.0, low_open=True),
     "weight_decay": HParam(FFT_HPARAMS["weight_decay"].default, _FT + FFT_HPARAMS["weight_decay"].source, low=0.0),
     "batch_size": HParam(128, "official main.py: --batch_size 128", low=2),
-    "optimizer": HParam("sgd", _FT + "SGD, momentum 0.9", choices=("sgd", "adam", "adamw")),
+    "optimizer": HParam("sgd", _FT + "SGD, momentum 0.9" + _OFFICIAL_OPT, choices=("sgd", "adam", "adamw")),
     "schedule": HParam("cosine", _FT + "cosine", choices=("cosine", "constant")),
-    "augment": HParam(True, _FT + "crop + flip (official main.py uses no augmentation, transforms.ToTensor only)"),
+    "augment": HParam(True, _FT + "crop + flip (official main.py: no augmentation, transforms.ToTensor only)"),
     "forget_rate": HParam(
         None,
         "official main.py: --forget_rate None, meaning the noise rate; the paper's tau",
@@ -52,8 +52,9 @@ COTEACHING_HPARAMS: dict[str, HParam] = {
     "tau_source": HParam(
         "auto",
         "lnlbench: 'given' uses the declared noise rate as the official code does (converted to the expected fraction "
-        "of wrong labels for sym-dividemix); 'estimated' fits a two-component GMM to the losses of a GCE linear probe; "
-        "'auto' is 'given' unless the noise model ignores the rate (e.g. `file`)",
+        "of wrong labels for sym-dividemix); 'estimated' reads it off TURN's per-class two-component GMMs on the "
+        "losses of a GCE linear probe (lp's defaults); 'auto' is 'given' unless the noise model ignores the rate "
+        "(e.g. `file`)",
         choices=("auto", "given", "estimated"),
     ),
     "num_gradual": HParam(
@@ -112,8 +113,8 @@ def coteaching_step(
     `batches[i]` holds the sample indices of network i's mini-batch and `inputs[i]` their images; `labels` is the
     full noisy label vector. Network 1 ranks network 2's batch and network 2 trains on network 1's small-loss
     picks, and vice versa. With `shared` both networks get batch 0 (`batches[1]`, `inputs[1]` are ignored): the
-    official single-batch scheme, one forward per network, each ranking on its own training logits. Returns the sample indices each network selected
-    (for its peer) and the two training losses.
+    official single-batch scheme, one forward per network, each ranking on its own training logits. Returns the
+    sample indices each network selected (for its peer) and the two training losses.
     """
     net1, net2 = nets
     b1, b2 = batches
@@ -123,7 +124,8 @@ def coteaching_step(
         b2, x2, y2 = b1, x1, y1
         with autocast():
             logits1, logits2 = net1(x1), net2(x1)
-        rank1, rank2 = F.cross_entropy(logits1.float(), y1, reduction="none"), F.cross_entropy(logits2.float(), y1, reduction="none")
+        rank1 = F.cross_entropy(logits1.float(), y1, reduction="none")
+        rank2 = F.cross_entropy(logits2.float(), y1, reduction="none")
         # network 1's picks train network 2 and network 2's picks train network 1
         pick_by_1 = small_loss_indices(rank1, small_loss_count(len(b1), forget_rate))
         pick_by_2 = small_loss_indices(rank2, small_loss_count(len(b1), forget_rate))
@@ -173,10 +175,10 @@ def resolve_tau(ctx: MethodContext) -> tuple[float, dict[str, Any]]:
             optimizer=str(LP_HPARAMS["optimizer"].default),
         )
         _, losses = probe_losses(ctx, "estimate", head, train_feats, test_feats, settings, "gce", 0.7)
-        tau, fit = estimate_noise_rate(losses, seed=ctx.seed)
+        tau, fits = estimate_noise_rate(losses, ctx.noisy_labels, ctx.num_classes, seed=ctx.seed)
     if tau >= 1.0:
         raise ConfigError(f"estimated noise rate {tau:.3f} leaves nothing to train on; pass --set forget_rate=0.4")
-    return tau, {"tau_source": "estimated", "estimate_gmm": fit.as_record()}
+    return tau, {"tau_source": "estimated", "estimate_gmm": fits}
 
 
 class CoTeaching(Method):
@@ -191,7 +193,7 @@ class CoTeaching(Method):
         fr = hparams["forget_rate"]
         if fr is not None and not isinstance(fr, (int, float)):
             raise ConfigError(f"hyperparameter forget_rate={fr!r} must be a number in [0, 1) or null")
-        if fr is None and hparams["tau_source"] == "given" and rate >= 1.0:
+        if fr is None and hparams["tau_source"] != "estimated" and rate >= 1.0:
             raise ConfigError(
                 f"co-teaching would forget every sample at noise rate {rate}; pass --set forget_rate=<value below 1>"
             )

@@ -24,7 +24,15 @@ from lnlbench import engine, hookimpl
 from lnlbench.context import MethodContext
 from lnlbench.errors import ConfigError
 from lnlbench.methods import HParam, Method, MethodOutput
-from lnlbench.mixmatch import co_guess, co_refine, linear_rampup, mix, negative_entropy, semi_loss, uniform_prior_penalty
+from lnlbench.mixmatch import (
+    co_guess,
+    co_refine,
+    linear_rampup,
+    mix,
+    negative_entropy,
+    semi_loss,
+    uniform_prior_penalty,
+)
 from lnlbench.selection import GMM_MAX_ITER, GMM_REG_COVAR, GMM_TOL, gmm_clean_posterior, minmax
 from lnlbench.training import optim_from
 
@@ -40,7 +48,9 @@ LAMBDA_U: dict[tuple[str, str], dict[float, float]] = {
 }
 
 DIVIDEMIX_HPARAMS: dict[str, HParam] = {
-    "epochs": HParam(10, "lnlbench budget, as `fft` (official Train_cifar.py: --num_epochs 300, warm-up included)", low=2),
+    "epochs": HParam(
+        10, "lnlbench budget, as `fft` (official Train_cifar.py: --num_epochs 300, warm-up included)", low=2
+    ),
     "warmup_epochs": HParam(
         None,
         "official Train_cifar.py: warm_up = 10 (cifar10) or 30 (cifar100) of 300 epochs; null scales it to "
@@ -49,7 +59,9 @@ DIVIDEMIX_HPARAMS: dict[str, HParam] = {
     ),
     "lr": HParam(0.02, "official Train_cifar.py: --lr 0.02 (SGD, momentum 0.9)", low=0.0, low_open=True),
     "weight_decay": HParam(5e-4, "official Train_cifar.py: SGD weight_decay=5e-4", low=0.0),
-    "batch_size": HParam(64, "official Train_cifar.py: --batch_size 64 (warm-up uses twice that, as dataloader_cifar.py)", low=2),
+    "batch_size": HParam(
+        64, "official Train_cifar.py: --batch_size 64 (warm-up uses twice that, as dataloader_cifar.py)", low=2
+    ),
     "optimizer": HParam("sgd", "official Train_cifar.py: SGD, momentum 0.9", choices=("sgd", "adam", "adamw")),
     "schedule": HParam(
         "cosine", "lnlbench choice, as `fft` (official: lr / 10 after epoch 150 of 300), stepped per epoch",
@@ -110,8 +122,7 @@ def divide(losses: torch.Tensor, history: list[torch.Tensor], hp: dict, seed: in
 def _cycle(indices: torch.Tensor, generator: torch.Generator):
     """Endless shuffled passes over `indices` (the unlabelled loader's re-created iterator)."""
     while True:
-        for i in indices[torch.randperm(len(indices), generator=generator)]:
-            yield i
+        yield from indices[torch.randperm(len(indices), generator=generator)]
 
 
 def _batches(indices: torch.Tensor, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
@@ -151,7 +162,9 @@ class DivideMix(Method):
             near = _nearest(table, rate)
             out["lambda_u"] = (table[near], f"{_TABLE7}: {key[0]} {key[1]} {near} (nearest tabulated rate)")
         if noise in ("sym", "sym-dividemix") and rate >= 0.85:
-            out["p_threshold"] = (0.6, "DivideMix paper, Appendix B: tau = 0.6 for 90% noise (author, DivideMix issue #10)")
+            out["p_threshold"] = (
+                0.6, "DivideMix paper, Appendix B: tau = 0.6 for 90% noise (the author, DivideMix issue #10)"
+            )
             out["loss_window"] = (5, "official Train_cifar.py (eval_train): average of the last 5 epochs when r == 0.9")
         return out
 
@@ -167,8 +180,10 @@ class DivideMix(Method):
     def fit(self, ctx: MethodContext) -> MethodOutput:
         hp = ctx.hparams
         epochs = int(hp["epochs"])
-        warmup = int(hp["warmup_epochs"]) if hp["warmup_epochs"] is not None else scaled_warmup(ctx.config.dataset, epochs)
-        rampup = float(hp["rampup_epochs"]) if hp["rampup_epochs"] is not None else OFFICIAL_RAMPUP / OFFICIAL_EPOCHS * epochs
+        warmup = scaled_warmup(ctx.config.dataset, epochs) if hp["warmup_epochs"] is None else int(hp["warmup_epochs"])
+        rampup = OFFICIAL_RAMPUP / OFFICIAL_EPOCHS * epochs
+        if hp["rampup_epochs"] is not None:
+            rampup = float(hp["rampup_epochs"])
         nets = (ctx.make_model(0), ctx.make_model(1))
         # One optimiser per network for warm-up and training alike (as Train_cifar.py); the lr follows the schedule
         # per epoch, stepped at each epoch's end.
@@ -215,7 +230,9 @@ class DivideMix(Method):
                     losses.append(engine.check_finite(total / max(seen, 1), "warmup", epoch))
                 for s in scheds:
                     s.step()
-                ctx.log_epoch("warmup", epoch, train_loss=losses[0], train_loss_net2=losses[1], test_acc=evaluate_both())
+                ctx.log_epoch(
+                    "warmup", epoch, train_loss=losses[0], train_loss_net2=losses[1], test_acc=evaluate_both()
+                )
 
         # --- co-divide and semi-supervised training -------------------------------------------------------------
         for t in ctx.epochs("train", epochs - warmup, state):
@@ -226,7 +243,8 @@ class DivideMix(Method):
                     logits = engine.predict_logits(net, ctx.train, ctx.precision)
                     ce = engine.per_sample_ce(logits, ctx.noisy_labels)
                     engine.check_finite(ce.mean(), "divide", epoch)
-                    prob, fit = divide(ce, memory[f"history{i + 1}"], hp, engine.derive_seed(ctx.seed, "gmm", i, epoch) % 2**31)
+                    gmm_seed = engine.derive_seed(ctx.seed, "gmm", i, epoch) % 2**31
+                    prob, fit = divide(ce, memory[f"history{i + 1}"], hp, gmm_seed)
                     probs.append(prob)
                     memory["gmm"].append({"epoch": epoch, "network": f"net{i + 1}", **fit.as_record()})
                     ctx.record_selection(prob > hp["p_threshold"], epoch, f"net{i + 1}")

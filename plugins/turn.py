@@ -33,8 +33,8 @@ from lnlbench.training import finetune, optim_from
 from lnlbench_plugins.fft import FFT_HPARAMS
 from lnlbench_plugins.lp import LP_HPARAMS
 
-_LP = "lnlbench choice, as the `lp` method (plugins/lp.py): "
-_FT = "lnlbench choice, as the `fft` method (plugins/fft.py), so step 3 differs from FFT only in data and init: "
+_LP = "as `lp`: "
+_FT = "as `fft`, so step 3 differs from FFT only in its data and init: "
 
 TURN_HPARAMS: dict[str, HParam] = {
     # Step 1: linear probing on cached features. The paper fixes the robust loss, not the optimiser.
@@ -59,7 +59,9 @@ TURN_HPARAMS: dict[str, HParam] = {
     ),
     "gmm_max_iter": HParam(GMM_MAX_ITER, "DivideMix official Train_cifar.py: GaussianMixture(max_iter=10)", low=1),
     "gmm_tol": HParam(GMM_TOL, "DivideMix official Train_cifar.py: GaussianMixture(tol=1e-2)", low=0.0, low_open=True),
-    "gmm_reg_covar": HParam(GMM_REG_COVAR, "DivideMix official Train_cifar.py: GaussianMixture(reg_covar=5e-4)", low=0.0),
+    "gmm_reg_covar": HParam(
+        GMM_REG_COVAR, "DivideMix official Train_cifar.py: GaussianMixture(reg_covar=5e-4)", low=0.0
+    ),
     "threshold": HParam(
         0.5, "TURN paper, step 2 (clean when the low-loss posterior exceeds 0.5, as DivideMix's p_threshold)",
         low=0.0, high=1.0, low_open=True, high_open=True,
@@ -73,7 +75,9 @@ TURN_HPARAMS: dict[str, HParam] = {
     "ft_lr": HParam(FFT_HPARAMS["lr"].default, _FT + FFT_HPARAMS["lr"].source, low=0.0, low_open=True),
     "ft_weight_decay": HParam(FFT_HPARAMS["weight_decay"].default, _FT + FFT_HPARAMS["weight_decay"].source, low=0.0),
     "ft_batch_size": HParam(FFT_HPARAMS["batch_size"].default, _FT + FFT_HPARAMS["batch_size"].source, low=1),
-    "ft_optimizer": HParam(FFT_HPARAMS["optimizer"].default, _FT + "SGD, momentum 0.9", choices=("sgd", "adam", "adamw")),
+    "ft_optimizer": HParam(
+        FFT_HPARAMS["optimizer"].default, _FT + "SGD, momentum 0.9", choices=("sgd", "adam", "adamw")
+    ),
     "ft_schedule": HParam(FFT_HPARAMS["schedule"].default, _FT + "cosine", choices=("cosine", "constant")),
     "augment": HParam(FFT_HPARAMS["augment"].default, _FT + FFT_HPARAMS["augment"].source),
 }
@@ -140,7 +144,7 @@ class Turn(Method):
                   "kept their most confident samples (see metrics.diagnostics.selection_rule)", file=sys.stderr)
         indices = torch.nonzero(mask).flatten()
         if len(indices) == 0:  # only when the training set is empty; the fallback rule guarantees samples otherwise
-            raise TrainingError("TURN selected no training sample; check that the training set and its labels are not empty")
+            raise TrainingError("TURN selected no training sample; check that the training set is not empty")
         model.get_classifier().load_state_dict(head.state_dict())
         with ctx.phase("finetune"):
             finetune(

@@ -22,6 +22,7 @@ from lnlbench.launch import (
     Launched,
     Launcher,
     LauncherSettings,
+    LocalLauncher,
     RunJob,
     claim,
     launch_sweep,
@@ -31,8 +32,9 @@ from lnlbench.plugins import plugin_manager
 from lnlbench.runs import SCHEMA, write_json_atomic
 from lnlbench.sweep import load_sweep
 
-# Tiny, offline runs: the embedded digits at 32 px and a small random-weight timm test network.
-TINY_BACKBONE = "  - {name: test_resnet, weights: random, image_size: 32}"
+# Tiny, offline runs: the embedded digits at 16 px and a small random-weight timm test network. Launchers run with
+# --jobs 2 or more, so each worker uses one thread (two threads per worker on a loaded 2-core machine spin-wait).
+TINY_BACKBONE = "  - {name: test_resnet, weights: random, image_size: 16}"
 
 
 def sweep_file(tmp_path: Path, method: str, seeds: str = "[0]", rates: str = "[0.2]", name: str = "s") -> Path:
@@ -123,6 +125,21 @@ def test_old_schema_detection(tmp_path):
     assert [p.name for p in status.old_schema_dirs(out)] == ["b" * 16]
 
 
+def test_runs_queued_on_slurm_are_pending_and_not_relaunched(tmp_path, monkeypatch):
+    from lnlbench.launch import make_plan
+
+    (cfg, other) = load_sweep(sweep_file(tmp_path, "- {name: lp, hparams: {epochs: 1}}", seeds="[0, 1]")).runs()
+    out = tmp_path / "out"
+    for c, job in ((cfg, "41_0"), (other, "41_1")):
+        write_json_atomic(out / c.run_id / "config.json", c.to_json())
+        write_json_atomic(out / c.run_id / status.SUBMITTED, {"launcher": "slurm", "job_id": job})
+    monkeypatch.setattr(status, "queued_slurm_jobs", lambda: {"41_0"})  # squeue lists only the first
+    plan = make_plan([cfg, other], out)
+    assert plan.states[cfg.run_id].state == "pending" and status.is_queued(plan.states[cfg.run_id])
+    assert "queued as slurm job 41_0" in plan.states[cfg.run_id].detail
+    assert [c.run_id for c in plan.to_launch] == [other.run_id]  # its job is gone from the queue: relaunch it
+
+
 # --------------------------------------------------------------------------------------------- the run callable ---
 def test_claim_is_exclusive_and_leaves_no_marker(tmp_path):
     d = tmp_path / "run"
@@ -197,10 +214,10 @@ def test_plugins_add_launchers_through_the_hook(tmp_path):
 # ------------------------------------------------------------------------------------- acceptance: real runs ---
 @pytest.mark.parametrize("launcher", ["local", "debug"])
 def test_failing_run_is_recorded_failed_and_does_not_stop_the_others(tmp_path, cache_dir, capsys, launcher):
-    # lr=1e30 makes the loss NaN in the first epoch; it is launched first, one run at a time
+    # lr=1e30 makes the loss NaN in the first epoch; those runs are launched first
     path = sweep_file(tmp_path, "- {name: lp, hparams: {epochs: 2, lr: [1.0e+30, 0.001]}}", seeds="[0, 1]")
     out = tmp_path / "out"
-    rc = main(["sweep", str(path), "--out", str(out), "--launcher", launcher, "--jobs", "1",
+    rc = main(["sweep", str(path), "--out", str(out), "--launcher", launcher, "--jobs", "2",
                "--cache-dir", str(cache_dir)])
     assert rc == 1
     text = capsys.readouterr()
@@ -221,12 +238,14 @@ def test_failing_run_is_recorded_failed_and_does_not_stop_the_others(tmp_path, c
     assert all("loss became nan" in s.detail for s in states if s.state == "failed")
 
 
-def test_32_concurrent_runs_leave_32_valid_records(tmp_path, cache_dir, capsys):
+def test_32_concurrent_runs_leave_32_valid_records(tmp_path, cache_dir, capsys, monkeypatch):
+    # two "visible GPUs": the local launcher gives each worker one (on a CPU-only machine the runs stay on CPU)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     path = sweep_file(tmp_path, "- {name: lp, hparams: {epochs: 1}}", seeds=str(list(range(16))), rates="[0.2, 0.4]")
     configs = load_sweep(path).runs()
     assert len(configs) == 32
     out = tmp_path / "out"
-    rc = main(["sweep", str(path), "--out", str(out), "--jobs", "16", "--cache-dir", str(cache_dir)])
+    rc = main(["sweep", str(path), "--out", str(out), "--jobs", "32", "--cache-dir", str(cache_dir)])
     assert rc == 0
     recs = records(out)
     assert sorted(recs) == sorted(c.run_id for c in configs)
@@ -235,11 +254,13 @@ def test_32_concurrent_runs_leave_32_valid_records(tmp_path, cache_dir, capsys):
         assert 0.0 <= rec["metrics"]["test_acc"] <= 1.0
         assert not (out / rid / status.MARKER).exists() and not (out / rid / "checkpoints").exists()
     assert not list(out.glob("*/.*.tmp"))  # no half-written files left behind
+    gpus = [re.search(r"CUDA_VISIBLE_DEVICES=(\S+?)\)", (out / rid / "log.txt").read_text()).group(1) for rid in recs]
+    assert sorted(set(gpus)) == ["0", "1"]
     capsys.readouterr()
     assert main(["status", str(out)]) == 0
     assert "32 runs: 32 done, 0 running, 0 failed, 0 pending" in capsys.readouterr().out
     # launched again: everything is done, nothing runs
-    assert main(["sweep", str(path), "--out", str(out), "--jobs", "16", "--cache-dir", str(cache_dir)]) == 0
+    assert main(["sweep", str(path), "--out", str(out), "--jobs", "32", "--cache-dir", str(cache_dir)]) == 0
     assert "nothing to launch" in capsys.readouterr().out
 
 
@@ -257,31 +278,28 @@ FFT_METHOD = "- {name: fft, hparams: {epochs: 4}}"
 
 
 def test_sigkilled_local_run_resumes_and_ends_with_the_same_record(tmp_path, cache_dir):
-    path = sweep_file(tmp_path, FFT_METHOD)
-    (cfg,) = load_sweep(path).runs()
-    settings = LauncherSettings(jobs=1)
+    (cfg,) = load_sweep(sweep_file(tmp_path, FFT_METHOD)).runs()
     ref_out, out = tmp_path / "ref", tmp_path / "out"
-    launch_sweep([cfg], ref_out, "local", settings, cache_dir=cache_dir, echo=quiet)
-    reference = json.loads((ref_out / cfg.run_id / "result.json").read_text())
-    assert reference["status"] == "done"
-
-    # start the same run, kill its worker with SIGKILL once the first epoch's checkpoint is on disk
-    thread = threading.Thread(
-        target=launch_sweep, args=([cfg], out, "local", settings), kwargs={"cache_dir": cache_dir, "echo": quiet}
-    )
+    # the reference (uninterrupted) and the victim run side by side, one thread each, as the relaunch below
+    launcher = LocalLauncher(LauncherSettings(jobs=2), out, echo=quiet)
+    reference_job, victim = (RunJob(cfg.to_json(), o, cache_dir=cache_dir, launcher="local", tee_log=False)
+                             for o in (ref_out, out))
+    thread = threading.Thread(target=launcher.launch, args=([reference_job, victim],))
     thread.start()
     run_dir = out / cfg.run_id
     wait_for(lambda: (run_dir / "checkpoints" / "finetune.pt").exists(), what="the first checkpoint")
     marker = json.loads((run_dir / status.MARKER).read_text())
     os.kill(marker["pid"], signal.SIGKILL)
-    thread.join(timeout=120)
+    thread.join(timeout=600)
     assert not thread.is_alive()
+    reference = json.loads((ref_out / cfg.run_id / "result.json").read_text())
+    assert reference["status"] == "done"
     killed = status.run_state(run_dir)
-    assert killed.state == "failed" and "SIGKILL" in killed.detail
+    assert killed.state == "failed" and "SIGKILL" in killed.detail, killed
     assert (run_dir / "checkpoints" / "finetune.pt").exists()
 
-    # relaunched: resumes from the checkpoint (not epoch 1) and lands the same record
-    plan, _ = launch_sweep([cfg], out, "local", settings, cache_dir=cache_dir, echo=quiet)
+    # relaunched: resumes from the checkpoint (not from epoch 1) and lands the same record
+    plan, _ = launch_sweep([cfg], out, "local", LauncherSettings(jobs=2), cache_dir=cache_dir, echo=quiet)
     assert [c.run_id for c in plan.to_launch] == [cfg.run_id]
     log = (run_dir / "log.txt").read_text()
     resumed = re.findall(r"finetune: resuming at epoch (\d+)", log)

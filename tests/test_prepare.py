@@ -11,7 +11,7 @@ import torch
 
 from lnlbench.cli import main
 from lnlbench.data.image_cache import CacheSpec, ImageCache, build_cache, decode_square, find_cache
-from lnlbench.data.loading import ImageFiles, center_crop, prefetch_batches, random_crop_flip
+from lnlbench.data.loading import ImageFiles, center_crop, prefetch_batches, random_crop_flip, suggested_loader
 from lnlbench.data.webvision import load_webvision
 from lnlbench.errors import ConfigError, DataError
 from test_clothing1m import build_clothing1m, color_of, write_jpeg
@@ -184,13 +184,20 @@ def test_prefetch_batches_in_order_with_workers(tmp_path):
         write_jpeg(tmp_path / name, i, size=(20, 20))
     images = ImageFiles(tmp_path, names, 16)
     order = [torch.tensor([3, 1, 4]), torch.tensor([9, 0]), torch.tensor([5, 6, 7, 8, 2])]
-    for workers in (0, 2):
-        got = list(prefetch_batches(images, order, workers=workers, pin_memory=False))
+    for workers, threads in ((0, 0), (2, 0), (0, 2)):
+        got = list(prefetch_batches(images, order, workers=workers, threads=threads, pin_memory=False))
         assert [idx.tolist() for idx, _ in got] == [o.tolist() for o in order]
         for idx, batch in got:
             assert batch.shape == (len(idx), 3, 16, 16) and batch.dtype == torch.uint8
             assert torch.equal(batch, torch.stack([images[int(i)] for i in idx]))
     assert list(prefetch_batches(images, [], workers=0)) == []
+    # Raw-cached images are read by threads; images to decode by worker processes.
+    assert suggested_loader(images)[1] == 0
+    build_cache(tmp_path, names, spec=CacheSpec(size=16))
+    cached = ImageFiles(tmp_path, names, 16, find_cache(tmp_path, 16))
+    assert suggested_loader(cached) == (0, 4)
+    got = list(prefetch_batches(cached, order, pin_memory=False))
+    assert all(torch.equal(batch, torch.stack([images[int(i)] for i in idx])) for idx, batch in got)
 
 
 def test_center_and_random_crops():

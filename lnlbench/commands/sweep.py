@@ -19,7 +19,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("file", help="sweep file (.yaml, .yml or .toml)")
     p.add_argument("--out", required=True, help="output directory; each run writes OUT/<run_id>/")
-    p.add_argument("--launcher", default=None, help="local, debug, slurm or a plugin's (default: the file's, else local)")
+    p.add_argument(
+        "--launcher", default=None, help="local, debug, slurm or a plugin's (default: the file's, else local)"
+    )
     p.add_argument("--jobs", type=int, default=None, help="local: runs at a time (default: the file's, else 1)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and the runs it would launch; write nothing")
     p.add_argument("--wait", action="store_true", help="slurm: wait for the submitted runs and print their outcome")

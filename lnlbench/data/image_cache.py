@@ -309,7 +309,8 @@ class ImageCache:
     def _map(self, k: int) -> np.ndarray:
         mapped = self._maps[k]
         if mapped is None:
-            mapped = np.memmap(self._bins[k], dtype=np.uint8, mode="r")
+            # Copy-on-write: arrays are writable views (torch takes them without a copy); nothing is written back.
+            mapped = np.memmap(self._bins[k], dtype=np.uint8, mode="c")
             self._maps[k] = mapped
         return mapped
 
@@ -319,12 +320,13 @@ class ImageCache:
         return self._map(int(self.shard[row]))[start : start + int(self.nbytes[row])]
 
     def read(self, row: int):
-        """Row `row` as a 3 x S x S uint8 torch tensor (a copy: the map is read-only)."""
+        """Row `row` as a 3 x S x S uint8 torch tensor: for `raw`, a view of the memory map (no copy is made until
+        the images are stacked into a batch; writing to it changes a private copy, never the file)."""
         import torch
 
         data = self.read_bytes(row)
         if self.spec.encoding == "raw":
-            return torch.from_numpy(np.array(data).reshape(3, self.spec.size, self.spec.size))
+            return torch.from_numpy(data.reshape(3, self.spec.size, self.spec.size))
         with Image.open(io.BytesIO(data.tobytes())) as img:
             return torch.from_numpy(np.ascontiguousarray(np.asarray(img.convert("RGB")).transpose(2, 0, 1)))
 

@@ -1,10 +1,11 @@
 """Reading large image sets fast: lazy per-image access (through the resized cache when there is one), batches
-read ahead by DataLoader workers into pinned memory, and ImageNet-style crops as batch tensor ops.
+read ahead by loader threads or DataLoader worker processes into pinned memory, and ImageNet-style crops as batch
+tensor ops.
 
 `ImageFiles` is the lazy `Split.images` the Clothing1M / WebVision / ILSVRC2012 readers return: item i is a
 3 x S x S uint8 tensor (the cache's geometry: shorter side resized to S, central square). `prefetch_batches` turns
-a sequence of index batches into (indices, uint8 batch) pairs produced by worker processes, in order, which is how
-the engine's `ImageBatcher` can feed a GPU from such a split.
+a sequence of index batches into (indices, uint8 batch) pairs read ahead of use, in order, which is how the
+engine's `ImageBatcher` can feed a GPU from such a split (benchmarks/bench_loading.py measures each way).
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ class ImageFiles(Sequence[torch.Tensor]):
 
     Images present in `cache` (built at the same size) are read from it; the others are decoded from their files.
     An image that fails to decode raises DataError naming the file and the annotation line that listed it
-    (`sources[i]`, line `lines[i]`), or, with `tolerate_bad`, comes back as a black image with a warning, counted in `bad_seen`
-    (run `lnlbench prepare DATASET --build-cache` first to find such images before training).
+    (`sources[i]`, line `lines[i]`), or, with `tolerate_bad`, comes back as a black image with a warning, counted
+    in `bad_seen` (run `lnlbench prepare DATASET --build-cache` first to find such images before training).
     """
 
     def __init__(
@@ -190,23 +191,44 @@ def default_workers() -> int:
     return max(0, min(16, cores - 1))
 
 
+def suggested_loader(images: Sequence[torch.Tensor]) -> tuple[int, int]:
+    """(workers, threads) that read `images` fastest, from bench_loading.py on a 16-core GPU host.
+
+    Images all in a raw cache: 4 threads (a batch is a few memory copies; worker processes would add a copy of
+    every batch between processes and were 2-5x slower). Images to decode (JPEG cache or files): worker processes,
+    one per core but one (decoding holds the GIL too often for threads to scale).
+    """
+    if isinstance(images, ImageFiles) and images.cache is not None and images.cache.spec.encoding == "raw":
+        if images.cached == len(images):
+            return 0, 4
+    return default_workers(), 0
+
+
 def prefetch_batches(
     images: Sequence[torch.Tensor],
     batches: Iterable[torch.Tensor],
     workers: int | None = None,
     pin_memory: bool | None = None,
     prefetch_factor: int = 4,
+    threads: int | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(indices, uint8 batch B x C x H x W) for each index batch, in order, read ahead by DataLoader workers.
+    """(indices, uint8 batch B x C x H x W) for each index batch, in order, read ahead of use.
 
-    `pin_memory` defaults to "CUDA is available", so the copy to the GPU can be non-blocking. With `workers=0`
-    the batches are read in the calling process.
+    Batches are assembled by `threads` threads of this process when `threads` > 0 (torch copies and PIL decodes
+    without holding the GIL, and a batch needs no copy between processes), else by `workers` DataLoader worker
+    processes (0: in the calling process, on demand). Both None: `suggested_loader(images)`. `pin_memory`
+    defaults to "CUDA is available", so the copy to the GPU can be non-blocking.
     """
     order = [torch.as_tensor(b, dtype=torch.long) for b in batches]
     if not order:
         return
-    workers = default_workers() if workers is None else int(workers)
     pin = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
+    if workers is None and threads is None:
+        workers, threads = suggested_loader(images)
+    if threads:
+        yield from _thread_batches(images, order, threads, pin, depth=max(2, prefetch_factor) * threads)
+        return
+    workers = default_workers() if workers is None else int(workers)
     loader = torch.utils.data.DataLoader(
         _BatchReader(images),
         batch_sampler=[b.tolist() for b in order],
@@ -216,6 +238,37 @@ def prefetch_batches(
         prefetch_factor=prefetch_factor if workers > 0 else None,
     )
     yield from zip(order, loader)
+
+
+def _stack(images: Sequence[torch.Tensor], idx: torch.Tensor, pin: bool) -> torch.Tensor:
+    items = [images[i] for i in idx.tolist()]
+    out = torch.empty((len(items), *items[0].shape), dtype=items[0].dtype, pin_memory=pin)
+    return torch.stack(items, out=out)
+
+
+def _thread_batches(
+    images: Sequence[torch.Tensor], order: list[torch.Tensor], threads: int, pin: bool, depth: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches assembled by a thread pool, at most `depth` ahead of the consumer, yielded in order."""
+    from collections import deque
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        pending: deque = deque()
+        upcoming = iter(order)
+        try:
+            for idx in upcoming:
+                pending.append((idx, pool.submit(_stack, images, idx, pin)))
+                if len(pending) >= depth:
+                    break
+            while pending:
+                idx, future = pending.popleft()
+                following = next(upcoming, None)
+                if following is not None:
+                    pending.append((following, pool.submit(_stack, images, following, pin)))
+                yield idx, future.result()
+        finally:
+            for _, future in pending:
+                future.cancel()
 
 
 def _check(images: torch.Tensor, crop: int) -> None:

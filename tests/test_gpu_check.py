@@ -1,0 +1,97 @@
+"""benchmarks/gpu_check.py: its dry run goes through every variant's code path on the CPU, and its figures add up."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "gpu_check.py"
+CIFAR_MINI = REPO.parent / "shared" / "data" / "cifar10-mini"
+FAST = ["--dry-run", "--steps", "1", "--warmup", "1", "--profile-steps", "1"]
+
+
+@pytest.fixture(scope="module")
+def gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_dry_run_measures_every_variant(gpu_check, tmp_path):
+    out = tmp_path / "dry.json"
+    assert gpu_check.main([*FAST, "--out", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert [r["index"] for r in payload["variants"]] == list(range(len(gpu_check.VARIANTS)))
+    for r in payload["variants"]:
+        assert "error" not in r and "skipped" not in r, r
+        assert r["images_per_s"] > 0 and r["pipeline_images_per_s"] > 0
+        assert r["tflops"] > 0 and r["gpu_busy"] is None  # no CUDA kernels on the CPU: no busy figure
+        assert r["mean_loss"] == r["mean_loss"]  # finite training loss, not NaN
+    compiled = [r for r in payload["variants"] if r["variant"]["compile"]]
+    assert compiled and compiled[0]["precision"]["compile"] is True
+    fp32 = [r for r in payload["variants"] if not r["variant"]["amp"]]
+    assert fp32 and all(r["precision"]["precision"] == "fp32" for r in fp32)
+    assert payload["variants"][0]["precision"]["precision"] == "bfloat16"
+    flops = payload["flops_per_image"]
+    assert 0 < flops["forward"] < flops["counted_forward_backward"] <= flops["train_3x"] * 1.01
+    assert payload["bf16_matmul_tflops"] > 0
+    assert payload["env"]["device"].startswith("cpu")
+
+
+def test_budget_skips_variants_and_still_writes_json(gpu_check, tmp_path):
+    out = tmp_path / "skipped.json"
+    assert gpu_check.main([*FAST, "--budget-s", "0", "--out", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert len(payload["variants"]) == len(gpu_check.VARIANTS)
+    assert all("skipped" in r for r in payload["variants"])
+
+
+@pytest.mark.skipif(not CIFAR_MINI.is_dir(), reason="../shared/data/cifar10-mini is not beside this checkout")
+def test_dry_run_reads_real_cifar(gpu_check, tmp_path):
+    out = tmp_path / "cifar.json"
+    assert gpu_check.main([*FAST, "--variants", "0", "--data-root", str(CIFAR_MINI), "--out", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert "cifar10" in payload["data"] and "5000 images" in payload["data"]
+    assert payload["variants"][0]["images_per_s"] > 0
+
+
+def test_no_cuda_without_dry_run_is_a_clear_error(gpu_check, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert gpu_check.main(["--device", "cuda"]) == 2
+    assert "--dry-run" in capsys.readouterr().err
+
+
+def test_union_counts_overlaps_once(gpu_check):
+    assert gpu_check.union_seconds([]) == 0.0
+    assert gpu_check.union_seconds([(0.0, 1.0), (0.5, 2.0), (3.0, 4.0)]) == pytest.approx(3.0)
+    assert gpu_check.union_seconds([(3.0, 4.0), (0.0, 10.0)]) == pytest.approx(10.0)
+
+
+def test_kernel_intervals_keep_cuda_kernels_only(gpu_check):
+    cuda, cpu = torch.autograd.DeviceType.CUDA, torch.autograd.DeviceType.CPU
+
+    def event(name, device, start_us, end_us):
+        return SimpleNamespace(name=name, device_type=device, time_range=SimpleNamespace(start=start_us, end=end_us))
+
+    prof = SimpleNamespace(events=lambda: [
+        event("volta_sgemm", cuda, 0, 1_000_000),
+        event("Memcpy HtoD (Pinned -> Device)", cuda, 1_000_000, 3_000_000),
+        event("Memset (Device)", cuda, 0, 5_000_000),
+        event("aten::conv2d", cpu, 0, 9_000_000),
+    ])
+    assert gpu_check.kernel_intervals(prof) == [(0.0, 1.0)]
+
+
+def test_shell_wrapper_parses():
+    assert subprocess.run(["bash", "-n", str(REPO / "benchmarks" / "gpu_check.sh")]).returncode == 0

@@ -1,0 +1,131 @@
+"""The `slurm` launcher against a real SLURM cluster (`../shared/slurm/slurm_local_up.sh` starts one).
+
+Where no cluster answers (`sinfo` missing or failing) these tests skip with the reason; with
+LNLBENCH_REQUIRE_SLURM=1 (CI) they fail instead, so CI can never skip them silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from lnlbench.cli import main
+from lnlbench.launch import LauncherSettings, RunJob, SlurmLauncher
+from lnlbench.runs import SCHEMA
+from lnlbench.sweep import load_sweep
+
+pytestmark = pytest.mark.slurm
+
+TINY_BACKBONE = "  - {name: test_resnet, weights: random, image_size: 16}"
+
+
+def slurm_problem() -> str | None:
+    """Why no SLURM cluster can be used here, or None when `sinfo` shows a partition that is up."""
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return "no SLURM client (`sinfo`/`sbatch` not on PATH); start one with ../shared/slurm/slurm_local_up.sh"
+    try:
+        res = subprocess.run(["sinfo", "--noheader", "--format=%P %a"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"`sinfo` failed: {exc}"
+    if res.returncode != 0:
+        return f"`sinfo` failed (exit {res.returncode}): {res.stderr.strip()}"
+    if not any(line.split()[-1:] == ["up"] for line in res.stdout.splitlines()):
+        return f"no SLURM partition is up: {res.stdout.strip() or '(none)'}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster() -> None:
+    problem = slurm_problem()
+    if problem is None:
+        return
+    if os.environ.get("LNLBENCH_REQUIRE_SLURM") == "1":
+        pytest.fail(f"LNLBENCH_REQUIRE_SLURM=1 but no SLURM cluster answers: {problem}")
+    print(f"\nSLURM tests skipped: {problem}")
+    pytest.skip(problem)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def sweep_file(tmp_path: Path, method: str, seeds: str, rates: str) -> Path:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(
+        "name: slurmtest\n"
+        "datasets: [digits]\n"
+        f"noise:\n  - {{model: sym, rates: {rates}}}\n"
+        f"methods:\n  {method}\n"
+        f"backbones:\n{TINY_BACKBONE}\n"
+        f"seeds: {seeds}\n"
+        "launcher: {name: slurm, time: 15, cpus: 1, array_parallelism: 8}\n"
+    )
+    return path
+
+
+def test_sweep_of_6_runs_lands_6_records_and_relaunch_submits_nothing(slurm_cluster, tmp_path, cache_dir, capsys):
+    path = sweep_file(tmp_path, "- {name: lp, hparams: {epochs: 1}}", seeds="[0, 1, 2]", rates="[0.2, 0.4]")
+    configs = load_sweep(path).runs()
+    assert len(configs) == 6
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out), "--cache-dir", str(cache_dir), "--wait"]) == 0
+    text = capsys.readouterr().out
+    assert "submitted 6 run(s) as SLURM job" in text and "(array)" in text
+    for c in configs:
+        rec = json.loads((out / c.run_id / "result.json").read_text())
+        assert rec["status"] == "done" and rec["schema"] == SCHEMA and rec["run_id"] == c.run_id
+        assert 0.0 <= rec["metrics"]["test_acc"] <= 1.0
+    job_ids = {json.loads((out / c.run_id / "submitted.json").read_text())["job_id"] for c in configs}
+    assert len(job_ids) == 6 and len({j.split("_")[0] for j in job_ids}) == 1  # one job array for the sweep
+    submitted_before = sorted(p.name for p in (out / ".submitit").iterdir())
+
+    assert main(["sweep", str(path), "--out", str(out), "--cache-dir", str(cache_dir), "--wait"]) == 0
+    text = capsys.readouterr().out
+    assert "6 runs: 6 done" in text and "nothing to launch" in text and "submitted" not in text
+    assert sorted(p.name for p in (out / ".submitit").iterdir()) == submitted_before
+    assert main(["status", str(out)]) == 0
+    assert "6 runs: 6 done, 0 running, 0 failed, 0 pending" in capsys.readouterr().out
+
+
+def test_simulated_timeout_requeues_and_resumes_to_the_same_test_acc(slurm_cluster, tmp_path, cache_dir):
+    path = sweep_file(tmp_path, "- {name: fft, hparams: {epochs: 6}}", seeds="[0]", rates="[0.2]")
+    (cfg,) = load_sweep(path).runs()
+    launcher = SlurmLauncher(LauncherSettings(time=15, cpus=1), tmp_path / "jobs", echo=quiet)
+    launcher.check()
+    reference, victim = (
+        RunJob(cfg.to_json(), tmp_path / name, cache_dir=cache_dir, launcher="slurm") for name in ("ref", "out")
+    )
+    launched = launcher.launch([reference, victim])
+    checkpoint = victim.run_dir.checkpoints / "finetune.pt"
+    end = time.monotonic() + 600
+    while not checkpoint.exists():
+        assert time.monotonic() < end, "the run never wrote its first checkpoint"
+        assert launched.jobs[1].state not in ("FAILED", "CANCELLED", "COMPLETED"), launched.jobs[1].state
+        time.sleep(0.1)
+    launched.jobs[1]._interrupt(timeout=True)  # submitit's simulated time-out: USR2, checkpoint(), requeue
+    launcher.wait(launched)
+
+    ref = json.loads((reference.run_dir.path / "result.json").read_text())
+    got = json.loads((victim.run_dir.path / "result.json").read_text())
+    assert ref["status"] == got["status"] == "done"
+    assert got["metrics"]["test_acc"] == ref["metrics"]["test_acc"]
+    assert got["metrics"]["history"] == ref["metrics"]["history"]
+    log = victim.run_dir.log.read_text()
+    assert "interrupted (time-out or preemption); requeued" in log, log
+    assert "restart 1" in log, log  # the second attempt ran as SLURM restart 1
+    resumed = re.findall(r"finetune: resuming at epoch (\d+)", log)
+    assert resumed and int(resumed[-1]) >= 2, log
+    assert "resuming" not in reference.run_dir.log.read_text()
+    assert not victim.run_dir.checkpoints.exists()  # removed once the record was written
