@@ -4,6 +4,7 @@ Both networks, as the method runs them (`plugins/dividemix.py` through `execute_
 all noisy labels, each network, test evaluation), `divide` (per-sample losses of the whole training set through
 each network, one GMM each), `train` (MixMatch over the peer's division, each network, test evaluation). The
 baseline is one `fft` epoch on the same images in the same process, so each phase reads as a multiple of it.
+Each phase's figure is the fastest of REPEATS runs.
 
 Run: pytest benchmarks/bench_dividemix.py --benchmark-only
 """
@@ -16,6 +17,7 @@ from lnlbench.runner import execute_run
 
 N_TRAIN, N_TEST = 256, 128
 PHASES = ("warmup", "divide", "train")
+REPEATS = 2
 
 
 def test_dividemix_epoch_by_phase(benchmark, tmp_path, figures):
@@ -26,10 +28,15 @@ def test_dividemix_epoch_by_phase(benchmark, tmp_path, figures):
     def measure() -> None:
         # a first fft run pays the process's first-call costs (allocator, one-time initialisations); not counted
         execute_run(fft, tmp_path / "warm-up", cache_dir=tmp_path / "cache", device="cpu", verbose=False)
-        for name, config in (("fft", fft), ("dividemix", dm)):
-            record = execute_run(config, tmp_path / name, cache_dir=tmp_path / "cache", device="cpu", verbose=False)
-            assert record["status"] == "done", record.get("error")
-            out[name] = record["cost"]
+        for r in range(REPEATS):
+            for name, config in (("fft", fft), ("dividemix", dm)):
+                record = execute_run(config, tmp_path / f"{name}{r}", cache_dir=tmp_path / "cache", device="cpu",
+                                     verbose=False)
+                assert record["status"] == "done", record.get("error")
+                cost = record["cost"]
+                if name in out:  # the fastest of REPEATS, phase by phase: other processes only ever add time
+                    cost["phases"] = {k: min(v, out[name]["phases"].get(k, v)) for k, v in cost["phases"].items()}
+                out[name] = cost
 
     benchmark.pedantic(measure, rounds=1, iterations=1)
     phases = out["dividemix"]["phases"]

@@ -5,6 +5,7 @@ Cached (lnlbench): the frozen backbone's features of the training and test image
 epoch) and takes the per-sample losses. Uncached: the same head, optimiser, batch order and loss, but every
 mini-batch and every per-epoch test evaluation goes through the frozen backbone again. The ratio uncached / cached
 grows with E; the final heads agree to float tolerance (checked), so the cache changes the cost, not the result.
+Each figure is the fastest of REPEATS runs.
 
 Run: pytest benchmarks/bench_features.py --benchmark-only
 """
@@ -24,6 +25,7 @@ from lnlbench_plugins.turn import step1_linear_probe
 
 N_TRAIN, N_TEST = 256, 128
 EPOCH_COUNTS = (1, 5, 20, 50)  # 50: the `lp` default and TURN's lp_epochs
+REPEATS = 2
 
 
 def cached_step1(ctx) -> tuple[torch.nn.Linear, torch.Tensor]:
@@ -76,10 +78,14 @@ def test_cached_features_vs_backbone_every_epoch(benchmark, tmp_path, figures):
     def measure() -> None:
         for e in EPOCH_COUNTS:
             config = benchkit.config_for("turn", {"lp_epochs": e}, N_TRAIN, N_TEST)
-            ctx_c = benchkit.make_context(config, tmp_path / f"cached{e}")
-            ctx_u = benchkit.make_context(config, tmp_path / f"uncached{e}")
-            (head_c, loss_c), t_c = benchkit.timed(lambda: cached_step1(ctx_c))
-            (head_u, loss_u), t_u = benchkit.timed(lambda: uncached_step1(ctx_u))
+            t_c = t_u = float("inf")
+            for r in range(REPEATS):  # the fastest of REPEATS: other processes only ever add time
+                ctx_c = benchkit.make_context(config, tmp_path / f"cached{e}-{r}")
+                ctx_u = benchkit.make_context(config, tmp_path / f"uncached{e}-{r}")
+                (head_c, loss_c), t = benchkit.timed(lambda: cached_step1(ctx_c))
+                t_c = min(t_c, t)
+                (head_u, loss_u), t = benchkit.timed(lambda: uncached_step1(ctx_u))
+                t_u = min(t_u, t)
             diff = max(float((head_c.weight - head_u.weight).detach().abs().max()), float((loss_c - loss_u).abs().max()))
             results[e] = {"cached_s": t_c, "uncached_s": t_u, "ratio": t_u / t_c, "max_abs_diff": diff}
 

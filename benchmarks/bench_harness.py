@@ -10,6 +10,9 @@ Two ratios, lnlbench over bare (target <= 1.05):
 - end to end: the whole `execute_run` (loading data, noisy labels, model, the epoch, the final test, the record)
   over the bare script from loading the data to its test accuracy.
 
+Each side runs ROUNDS times, alternated; the ratios use each side's fastest round (other processes on a shared
+machine only add time), and the ratio of medians is printed beside it.
+
 Run: pytest benchmarks/bench_harness.py --benchmark-only
 """
 

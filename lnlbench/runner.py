@@ -128,6 +128,8 @@ def make_noisy_labels(config: RunConfig, data: Dataset, cache_dir: Path | None) 
         kwargs["path"] = Path(config.noise_file or "")
     if "asym_map" in config.noise_options:
         kwargs["asym_map"] = {int(k): int(v) for k, v in config.noise_options["asym_map"].items()}
+    if config.noise == "real":
+        return shipped_noisy_labels(config, data)
     dataset_key = data.content_sha256()
     if cache_dir is None:
         from lnlbench.noise import inject_noise
@@ -138,18 +140,47 @@ def make_noisy_labels(config: RunConfig, data: Dataset, cache_dir: Path | None) 
     )
 
 
-def selection_scorer(clean_mask: torch.Tensor):
-    """Scores a selection mask against the true clean mask: size, precision, recall, noise rate of the subset."""
+def shipped_noisy_labels(config: RunConfig, data: Dataset) -> NoisyLabels:
+    """The labels a real-noise dataset ships; rate and transition matrix over the samples whose clean label is known."""
+    import dataclasses
+
+    from lnlbench.noise import labels_sha256, real_noisy_labels
+
+    if data.noisy_train_labels is None:
+        raise ConfigError(
+            f"dataset {config.dataset!r} ships no noisy labels, so noise model 'real' has nothing to use; "
+            "inject noise with sym, sym-dividemix, asym, pairflip, idn or file"
+        )
+    noisy = data.noisy_train_labels.numpy()
+    clean = data.train.labels.numpy()
+    known = clean >= 0  # Clothing1M: a clean label for a minority of training images; WebVision: none
+    if known.all():
+        return real_noisy_labels(clean, noisy, data.num_classes)
+    if not known.any():
+        return real_noisy_labels(None, noisy, data.num_classes)
+    subset = real_noisy_labels(clean[known], noisy[known], data.num_classes)
+    return dataclasses.replace(subset, labels=noisy, clean_labels=None, sha256=labels_sha256(noisy))
+
+
+def selection_scorer(clean_mask: torch.Tensor, known: torch.Tensor | None = None):
+    """Scores a selection mask against the true clean mask: size, precision, recall, noise rate of the subset.
+
+    With `known` given (real-noise datasets), precision and recall count only samples whose clean label is known.
+    """
 
     def score(selected: torch.Tensor) -> dict[str, float]:
         if selected.shape != clean_mask.shape:
             raise ConfigError(f"selection mask has shape {tuple(selected.shape)}, expected {tuple(clean_mask.shape)}")
+        n_all = int(selected.sum())
+        if known is not None:
+            selected = selected & known
         n_sel = int(selected.sum())
         n_clean = int(clean_mask.sum())
         hit = int((selected & clean_mask).sum())
         return {
-            "size": n_sel,
-            "fraction": n_sel / max(len(selected), 1),
+            "size": n_all,
+            "fraction": n_all / max(len(clean_mask), 1),
+            "scored_on": n_sel,
             "precision": hit / n_sel if n_sel else float("nan"),
             "recall": hit / n_clean if n_clean else float("nan"),
             "subset_noise_rate": 1 - hit / n_sel if n_sel else float("nan"),
@@ -190,6 +221,10 @@ def _peak_mem_mb(device: torch.device) -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
     except (ImportError, OSError):
         return float("nan")
+
+
+def _fmt_rate(rate: float | None) -> str:
+    return "unknown" if rate is None else f"{rate:.3f}"
 
 
 def _log(verbose: bool, msg: str) -> None:
@@ -265,6 +300,7 @@ def execute_run(
                 "peak_mem_mb": _peak_mem_mb(dev),
             }
         )
+        cost.update(engine.throughput(cost.get("images_seen", 0), timer.seconds))
         if record["status"] != "running":
             write_json_atomic(run_dir.result, record)
             notify_run_finished(record)
@@ -292,13 +328,14 @@ def _execute(
         "rate": config.rate,
         "seed": config.noise_seed,
         "realized_rate": noisy.realized_rate,
+        "clean_labels_known": int((data.train.labels >= 0).sum()),
         "labels_sha256": noisy.sha256,
         "transition_matrix": noisy.to_json()["transition_matrix"],
     }
     _log(
         verbose,
         f"run {config.run_id}: {config.method} on {config.dataset} ({len(data.train)} train, {len(data.test)} test), "
-        f"noise {config.noise} {config.rate} (realized {noisy.realized_rate:.3f}), {config.backbone} "
+        f"noise {config.noise} {config.rate} (realized {_fmt_rate(noisy.realized_rate)}), {config.backbone} "
         f"[{config.weights}] at {config.image_size} px on {engine.device_name(dev)}",
     )
     _, spec = create_backbone(config.backbone, config.weights, data.num_classes)
@@ -310,7 +347,8 @@ def _execute(
         return engine.ImageBatcher(images, dev, config.image_size, spec.mean, spec.std, precision.channels_last)
 
     noisy_labels = noisy.labels_tensor().long()
-    clean_mask = noisy_labels == data.train.labels
+    known = data.train.labels >= 0
+    clean_mask = (noisy_labels == data.train.labels) & known
     ctx = MethodContext(
         config=config,
         hparams=config.hparams,
@@ -331,7 +369,7 @@ def _execute(
             "weights": spec.weights_sha256 or config.weights,
             "precision": precision.as_record()["precision"],
         },
-        score_selection=selection_scorer(clean_mask),
+        score_selection=selection_scorer(clean_mask, None if bool(known.all()) else known),
         verbose=verbose,
     )
     output: MethodOutput = method_cls().fit(ctx)
@@ -344,6 +382,13 @@ def _execute(
         "test_acc_best_note": "max over per-epoch evaluations on the test set; not a reportable number",
         "history": ctx.history,
     }
+    extra_splits = data.extra.get("eval_splits") or {}
+    if extra_splits:  # e.g. Clothing1M's clean validation split, ILSVRC12 val for WebVision
+        with timer.phase("test"):
+            metrics["extra_test_acc"] = {
+                name: engine.accuracy(engine.predict_logits(output.predict, batcher(split.images), precision), split.labels)
+                for name, split in extra_splits.items()
+            }
     if ctx.selections:
         metrics["selection"] = ctx.selections
     if output.diagnostics:

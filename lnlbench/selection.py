@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from lnlbench.errors import ConfigError
+from lnlbench.errors import ConfigError, TrainingError
 
 if TYPE_CHECKING:
     from lnlbench.context import MethodContext
@@ -108,7 +108,7 @@ def gmm_clean_posterior(
     if len(x) < 2:
         return MixtureFit(torch.ones(len(x), dtype=torch.float64), False, 0, note="fewer than 2 samples: all clean")
     if not np.isfinite(x).all():
-        raise ConfigError("per-sample losses contain NaN or inf; lower the learning rate or check the input data")
+        raise TrainingError("per-sample losses contain NaN or inf; lower the learning rate or check the input data")
     gmm = GaussianMixture(n_components=2, max_iter=max_iter, tol=tol, reg_covar=reg_covar, random_state=seed % 2**32)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

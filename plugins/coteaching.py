@@ -107,14 +107,15 @@ def coteaching_step(
     autocast: Callable[[], Any],
     scalers: tuple[Any, Any] | None = None,
     shared: bool = False,
-) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[float, float]]:
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     """One co-teaching update of both networks.
 
     `batches[i]` holds the sample indices of network i's mini-batch and `inputs[i]` their images; `labels` is the
     full noisy label vector. Network 1 ranks network 2's batch and network 2 trains on network 1's small-loss
     picks, and vice versa. With `shared` both networks get batch 0 (`batches[1]`, `inputs[1]` are ignored): the
     official single-batch scheme, one forward per network, each ranking on its own training logits. Returns the
-    sample indices each network selected (for its peer) and the two training losses.
+    sample indices each network selected (for its peer) and the two training losses (detached, left on the device:
+    no host sync per step).
     """
     net1, net2 = nets
     b1, b2 = batches
@@ -151,7 +152,7 @@ def coteaching_step(
             opt.step()
     selected_by_1 = b2[pick_by_1.cpu()]
     selected_by_2 = b1[pick_by_2.cpu()]
-    return (selected_by_1, selected_by_2), (float(loss1.detach()), float(loss2.detach()))
+    return (selected_by_1, selected_by_2), (loss1.detach(), loss2.detach())
 
 
 def resolve_tau(ctx: MethodContext) -> tuple[float, dict[str, Any]]:
@@ -229,7 +230,8 @@ class CoTeaching(Method):
                                                drop_last) for i in (0, 1)]
                 augs = [ctx.rng("train", "augment", i, epoch) if hp["augment"] else None for i in (0, 1)]
                 chosen = [torch.zeros(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)]
-                totals, seen = [0.0, 0.0], 0
+                totals = torch.zeros(2, device=ctx.device)
+                seen = 0
                 for b1, b2 in zip(*orders):
                     if shared:
                         b2 = b1
@@ -243,8 +245,7 @@ class CoTeaching(Method):
                         s.step()
                     chosen[0][sel1] = True
                     chosen[1][sel2] = True
-                    totals[0] += l1 * len(b1)
-                    totals[1] += l2 * len(b2)
+                    totals += torch.stack([l1, l2]) * len(b1)
                     seen += len(b1)
                     ctx.images_seen += len(b1) + len(b2)
                 loss1 = engine.check_finite(totals[0] / max(seen, 1), "train", epoch)

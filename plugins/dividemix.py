@@ -309,7 +309,7 @@ class DivideMix(Method):
         aug = ctx.rng("train", "augment", index, epoch) if hp["augment"] else None
         u_stream = _cycle(unlabeled, ctx.rng("train", "unlabeled", index, epoch)) if len(unlabeled) else None
         num_classes = ctx.num_classes
-        total, seen = 0.0, 0
+        total, seen = torch.zeros((), device=dev), 0
         num_iter = len(batches)
         for batch_idx, bx in enumerate(batches):
             b = len(bx)
@@ -337,7 +337,7 @@ class DivideMix(Method):
             lamb = linear_rampup(epoch + batch_idx / num_iter, warmup, rampup, hp["lambda_u"])
             loss = lx + lamb * lu + uniform_prior_penalty(logits)
             step(opt, loss)
-            total += float(loss.detach()) * b
+            total += loss.detach() * b
             seen += b
             ctx.images_seen += 2 * b + 2 * len(bu)
         return engine.check_finite(total / max(seen, 1), "train", epoch)

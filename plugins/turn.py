@@ -33,7 +33,7 @@ from lnlbench.training import finetune, optim_from
 from lnlbench_plugins.fft import FFT_HPARAMS
 from lnlbench_plugins.lp import LP_HPARAMS
 
-_LP = "as `lp`: "
+_LP = "as `lp` (plugins/lp.py): "
 _FT = "as `fft`, so step 3 differs from FFT only in its data and init: "
 
 TURN_HPARAMS: dict[str, HParam] = {

@@ -329,8 +329,8 @@ def test_coteaching_peers_train_on_each_others_selection(shared):
     assert set(by1.tolist()) != set(by2.tolist())  # the exchange is visible: the two picks differ
     # each network's loss is its cross-entropy on the PEER's picks
     with torch.no_grad():
-        assert loss1 == pytest.approx(F.cross_entropy(before[0](data[by2]), labels[by2]).item(), rel=1e-5)
-        assert loss2 == pytest.approx(F.cross_entropy(before[1](data[by1]), labels[by1]).item(), rel=1e-5)
+        assert loss1.item() == pytest.approx(F.cross_entropy(before[0](data[by2]), labels[by2]).item(), rel=1e-5)
+        assert loss2.item() == pytest.approx(F.cross_entropy(before[1](data[by1]), labels[by1]).item(), rel=1e-5)
     if not shared:  # the gradient forwards saw exactly the peer's picks
         assert set(nets[0].trained_on[-1]) == set(by2.tolist())
         assert set(nets[1].trained_on[-1]) == set(by1.tolist())

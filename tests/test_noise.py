@@ -57,7 +57,7 @@ def model_kwargs(model: str, images: np.ndarray, tmp_path) -> dict:
 
 
 def test_registry_lists_every_model_with_a_description():
-    assert NOISE_MODELS.names() == ["asym", "file", "idn", "pairflip", "sym", "sym-dividemix"]
+    assert NOISE_MODELS.names() == ["asym", "file", "idn", "pairflip", "real", "sym", "sym-dividemix"]
     for name in NOISE_MODELS:
         description = NOISE_MODELS.get(name).description
         assert description and "\n" not in description

@@ -14,8 +14,8 @@ DEMO_METHODS: dict[str, dict] = {
     "lp": {"epochs": 30},
     "fft": {"epochs": 3},
     "turn": {"lp_epochs": 30, "ft_epochs": 3},
-    "coteaching": {"epochs": 3},
-    "dividemix": {"warmup_epochs": 1, "epochs": 3},
+    "coteaching": {"epochs": 2},
+    "dividemix": {"warmup_epochs": 1, "epochs": 2},
 }
 DEMO_IMAGE_SIZE = 32
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from lnlbench.noise.base import (
+    register_noise_model,
     NOISE_MODELS,
     NoiseInputs,
     NoisyLabels,
@@ -75,4 +76,20 @@ def real_noisy_labels(clean: Any | None, noisy: Any, num_classes: int) -> NoisyL
         rate=None,
         seed=None,
         num_classes=num_classes,
+    )
+
+
+@register_noise_model(
+    "real",
+    "the noisy labels a real-noise dataset ships (clothing1m, webvision); no labels are changed and the rate is ignored",
+    uses_rate=False,
+)
+def labels_shipped_with_dataset(
+    clean: np.ndarray, num_classes: int, rate: float, rng: np.random.Generator, inputs: NoiseInputs
+) -> np.ndarray:
+    from lnlbench.errors import ConfigError
+
+    raise ConfigError(
+        "noise model 'real' takes its labels from the dataset (clothing1m, webvision); the harness reads them with "
+        "real_noisy_labels(); for other datasets inject noise with sym, asym, pairflip, idn or file"
     )

@@ -1,0 +1,53 @@
+"""Real-noise datasets: the harness uses the shipped labels and scores selections only where the truth is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lnlbench.data.base import Dataset, Split
+from lnlbench.errors import ConfigError
+from lnlbench.runner import selection_scorer, shipped_noisy_labels
+from lnlbench.runs import RunConfig
+
+
+def _config() -> RunConfig:
+    return RunConfig(dataset="toy", noise="real", rate=0.0, method="lp", hparams={}, image_size=32)
+
+
+def _dataset(clean: list[int], noisy: list[int] | None) -> Dataset:
+    images = torch.zeros(len(clean), 3, 4, 4, dtype=torch.uint8)
+    split = Split(images, torch.tensor(clean))
+    return Dataset(
+        name="toy", classes=["a", "b", "c"], train=split, test=Split(images[:1], torch.tensor([0])),
+        noisy_train_labels=None if noisy is None else torch.tensor(noisy),
+    )
+
+
+def test_real_labels_with_partly_known_truth():
+    data = _dataset([0, 1, -1, -1, 2, 2], [0, 2, 1, 1, 2, 0])
+    noisy = shipped_noisy_labels(_config(), data)
+    assert noisy.labels.tolist() == [0, 2, 1, 1, 2, 0]  # every shipped label kept, unknown truth included
+    assert noisy.realized_rate == pytest.approx(2 / 4)  # over the four samples whose clean label is known
+    tm = np.asarray(noisy.transition_matrix)
+    assert tm[1, 2] == 1.0 and tm[2, 0] == 0.5
+
+
+def test_real_labels_without_truth_have_no_rate():
+    noisy = shipped_noisy_labels(_config(), _dataset([-1, -1, -1], [0, 1, 2]))
+    assert noisy.realized_rate is None and noisy.transition_matrix is None
+
+
+def test_real_noise_needs_shipped_labels():
+    with pytest.raises(ConfigError, match="ships no noisy labels"):
+        shipped_noisy_labels(_config(), _dataset([0, 1], None))
+
+
+def test_selection_scored_only_where_truth_is_known():
+    clean_known = torch.tensor([True, True, False, False, True])
+    clean_mask = torch.tensor([True, False, False, False, True])
+    score = selection_scorer(clean_mask, clean_known)
+    result = score(torch.tensor([True, True, True, True, False]))
+    assert result["size"] == 4 and result["scored_on"] == 2
+    assert result["precision"] == 0.5 and result["recall"] == 0.5
