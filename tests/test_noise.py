@@ -66,7 +66,7 @@ def test_registry_lists_every_model_with_a_description():
 
 
 def test_unknown_model_lists_valid_names(clean):
-    with pytest.raises(ConfigError, match="valid names: asym, file, idn, pairflip, sym, sym-dividemix"):
+    with pytest.raises(ConfigError, match="valid names: asym, file, idn, pairflip, real, sym, sym-dividemix"):
         inject_noise("gaussian", clean, C, 0.2, 0)
 
 
