@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,6 +131,12 @@ def fits_on_device(nbytes: int, device: torch.device, fraction: float = RESIDENT
     return nbytes <= fraction * free
 
 
+@functools.cache
+def _decode_pool() -> ThreadPoolExecutor:
+    """Threads that decode lazy images batch by batch: one per core, at most 16."""
+    return ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1), thread_name_prefix="lnlbench-decode")
+
+
 @dataclass
 class ImageBatcher:
     """Turns uint8 images into preprocessed float batches on a device.
@@ -166,8 +174,8 @@ class ImageBatcher:
     def uint8(self, idx: torch.Tensor) -> torch.Tensor:
         if self._store is not None:
             out = self._store[to_device(idx, self._store.device)]
-        else:
-            out = torch.stack([self.images[int(i)] for i in idx])
+        else:  # a lazy split (Clothing1M, WebVision): decode the batch on a thread pool (PIL and numpy release the GIL)
+            out = torch.stack(list(_decode_pool().map(self.images.__getitem__, idx.tolist())))
         if not same_device(out.device, self.device):
             out = out.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else out.to(self.device)
         return out

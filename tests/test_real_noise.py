@@ -51,3 +51,24 @@ def test_selection_scored_only_where_truth_is_known():
     result = score(torch.tensor([True, True, True, True, False]))
     assert result["size"] == 4 and result["scored_on"] == 2
     assert result["precision"] == 0.5 and result["recall"] == 0.5
+
+
+def test_clothing1m_run_end_to_end_on_real_layout(tmp_path):
+    """A tiny Clothing1M copy in its distributed layout trains through the harness with its shipped labels."""
+    from test_clothing1m import build_clothing1m
+
+    from lnlbench.runner import execute_run, resolve_config
+
+    root = tmp_path / "clothing1m"
+    build_clothing1m(root, per_class=3)
+    config = resolve_config(
+        dataset="clothing1m", data_root=str(root), noise="real", rate=0.0, method="lp", image_size=16,
+        backbone="test_efficientnet", weights="random", hparams={"epochs": 2},
+        dataset_options={"image_size": 32, "use_cache": False},
+    )
+    record = execute_run(config, tmp_path / "out", cache_dir=tmp_path / "cache", verbose=False)
+    assert record["status"] == "done", record.get("error")
+    assert record["num_classes"] == 14
+    assert record["noise"]["model"] == "real" and record["noise"]["clean_labels_known"] >= 0
+    assert 0.0 <= record["metrics"]["test_acc"] <= 1.0
+    assert "val" in record["metrics"].get("extra_test_acc", {})
