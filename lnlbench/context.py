@@ -42,6 +42,7 @@ class MethodContext:
     feature_key: dict[str, Any]
     score_selection: Callable[[torch.Tensor], dict[str, float]]
     verbose: bool = True
+    samples_per_epoch: int | None = None  # a class-balanced draw per epoch instead of a full pass (Clothing1M)
     history: list[dict[str, Any]] = field(default_factory=list)
     selections: dict[str, Any] = field(default_factory=dict)
     images_seen: int = 0
@@ -59,6 +60,16 @@ class MethodContext:
     def declared_noise_rate(self) -> float:
         """The rate the user asked for (methods such as co-teaching may use it as their prior)."""
         return self.config.rate
+
+    def epoch_indices(self, indices: torch.Tensor, labels: torch.Tensor, phase: str, epoch: int) -> torch.Tensor:
+        """The samples of one epoch: all of `indices`, or a class-balanced draw when the protocol asks for one."""
+        if self.samples_per_epoch is None:
+            return indices
+        from lnlbench.data.clothing1m import balanced_epoch_indices
+
+        picks = balanced_epoch_indices(labels[indices], self.samples_per_epoch, self.rng(phase, "balanced", epoch),
+                                       self.num_classes)
+        return indices[picks]
 
     def rng(self, *names: object) -> torch.Generator:
         """A generator derived from the run seed and `names`."""

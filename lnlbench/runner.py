@@ -370,6 +370,7 @@ def _execute(
             "precision": precision.as_record()["precision"],
         },
         score_selection=selection_scorer(clean_mask, None if bool(known.all()) else known),
+        samples_per_epoch=data.extra.get("samples_per_epoch"),
         verbose=verbose,
     )
     output: MethodOutput = method_cls().fit(ctx)

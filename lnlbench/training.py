@@ -157,20 +157,22 @@ def finetune(
 ) -> torch.nn.Module:
     """Fine-tune every parameter of `model` on the samples `indices` with `labels` (indexed like the train set)."""
     dev = ctx.device
-    steps = math.ceil(len(indices) / settings.batch_size)
+    per_epoch = len(indices) if ctx.samples_per_epoch is None else min(ctx.samples_per_epoch, len(indices))
+    steps = math.ceil(per_epoch / settings.batch_size)
     opt, sched = settings.build(model.parameters(), steps)
     scaler = torch.amp.GradScaler(enabled=ctx.precision.amp_dtype == torch.float16)
     labels_dev = labels.to(dev)
     for epoch in ctx.epochs(phase, settings.epochs, {"model": model, "opt": opt, "sched": sched}):
         model.train()
         aug = ctx.rng(phase, "augment", epoch) if augment else None
+        epoch_idx = ctx.epoch_indices(indices, labels, phase, epoch)
         batches = engine.index_batches(
-            indices, settings.batch_size, ctx.rng(phase, epoch), drop_last=len(indices) > settings.batch_size
+            epoch_idx, settings.batch_size, ctx.rng(phase, epoch), drop_last=len(epoch_idx) > settings.batch_size
         )
         total, seen = train_steps(model, ctx.train, batches, labels_dev, opt, sched, scaler, ctx.precision, aug,
                                   loss, gce_q)
         ctx.images_seen += seen
-        train_loss = engine.check_finite(total / max(len(indices), 1), phase, epoch)
+        train_loss = engine.check_finite(total / max(len(epoch_idx), 1), phase, epoch)
         acc = ctx.evaluate(model)
         ctx.log_epoch(phase, epoch, train_loss=train_loss, test_acc=acc)
     return model

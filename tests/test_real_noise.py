@@ -72,3 +72,21 @@ def test_clothing1m_run_end_to_end_on_real_layout(tmp_path):
     assert record["noise"]["model"] == "real" and record["noise"]["clean_labels_known"] >= 0
     assert 0.0 <= record["metrics"]["test_acc"] <= 1.0
     assert "val" in record["metrics"].get("extra_test_acc", {})
+
+
+def test_clothing1m_balanced_epochs_draw_a_fixed_number_of_samples(tmp_path):
+    """`samples_per_epoch` (DivideMix's Clothing1M protocol) trains each epoch on a fresh class-balanced draw."""
+    from test_clothing1m import build_clothing1m
+
+    from lnlbench.runner import execute_run, resolve_config
+
+    root = tmp_path / "clothing1m"
+    build_clothing1m(root, per_class=3)
+    config = resolve_config(
+        dataset="clothing1m", data_root=str(root), noise="real", rate=0.0, method="fft", image_size=16,
+        backbone="test_efficientnet", weights="random", hparams={"epochs": 2, "batch_size": 4},
+        dataset_options={"image_size": 32, "use_cache": False, "samples_per_epoch": 14},
+    )
+    record = execute_run(config, tmp_path / "out", cache_dir=tmp_path / "cache", verbose=False)
+    assert record["status"] == "done", record.get("error")
+    assert record["cost"]["images_seen"] == 2 * 12  # 14 drawn per epoch, batches of 4 with the last partial dropped

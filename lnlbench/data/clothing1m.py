@@ -169,6 +169,7 @@ def load_clothing1m(
     verify: str = "exists",
     cache_dir: str | None = None,
     use_cache: bool = True,
+    samples_per_epoch: int | None = None,
 ) -> Dataset:
     """Clothing1M's standard protocol with lazily decoded images (3 x image_size x image_size, the resized cache's
     geometry; read from the cache `lnlbench prepare clothing1m --build-cache` made, when present).
@@ -177,8 +178,11 @@ def load_clothing1m(
     verify: "exists" checks that every listed image file exists, "decode" also decodes each uncached one, "none"
     trusts the lists. tolerate_bad: skip bad samples (missing, undecodable, bad lines) with one counted warning
     instead of raising an error that names the file and line.
+    samples_per_epoch: train each epoch on a fresh class-balanced draw of this many images (`balanced_epoch_indices`)
+    instead of a full pass; DivideMix's protocol is 1000 batches of 32 = 32,000 (`Train_clothing1M.py`).
     """
     check_reader_options(NAME, image_size, verify)
+    check_positive(NAME, "samples_per_epoch", samples_per_epoch)
     check_positive(NAME, "max_per_class", max_per_class)
     check_positive(NAME, "limit", limit)
     if download:
@@ -214,6 +218,7 @@ def load_clothing1m(
             "skipped_files": [i.describe() for i in log.issues[:100]],
             "cache": str(cache.directory) if cache is not None else None,
             "index_sha256": digest,
+            "samples_per_epoch": samples_per_epoch,
         },
     )
 
