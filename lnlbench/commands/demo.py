@@ -12,10 +12,10 @@ from pathlib import Path
 DEMO_NOISE = [("sym", 0.2), ("sym", 0.5)]
 DEMO_METHODS: dict[str, dict] = {
     "lp": {"epochs": 30},
-    "fft": {"epochs": 3},
-    "turn": {"lp_epochs": 30, "ft_epochs": 3},
-    "coteaching": {"epochs": 2},
-    "dividemix": {"warmup_epochs": 1, "epochs": 2},
+    "fft": {"epochs": 5},
+    "turn": {"lp_epochs": 30, "ft_epochs": 5},
+    "coteaching": {"epochs": 3},
+    "dividemix": {"warmup_epochs": 1, "epochs": 3},
 }
 DEMO_IMAGE_SIZE = 32
 
