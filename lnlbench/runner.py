@@ -27,6 +27,11 @@ from lnlbench.plugins import method_registry, notify_run_finished, register_plug
 from lnlbench.runs import SCHEMA, RunConfig, RunDir, check_rate, write_json_atomic
 
 
+# Part of every feature-cache key: bump it whenever how features are computed changes (eval mode, preprocessing),
+# so that no cache entry written by older code is ever read as current.
+FEATURE_EXTRACTOR_VERSION = 2
+
+
 def default_cache_dir() -> Path:
     """Where noisy labels and features are cached: $LNLBENCH_CACHE or ~/.cache/lnlbench."""
     import os
@@ -364,6 +369,7 @@ def _execute(
         checkpoint_dir=run_dir.checkpoints,
         cache_dir=cache_dir,
         feature_key={
+            "extractor": FEATURE_EXTRACTOR_VERSION,
             "dataset": data.content_sha256(),
             "backbone": config.backbone,
             "weights": spec.weights_sha256 or config.weights,
