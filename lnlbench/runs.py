@@ -13,6 +13,8 @@ from typing import Any
 from lnlbench.errors import ConfigError
 
 SCHEMA = 1
+# Dataset options naming local paths (caches, companion datasets): where the files are, not what the run computes.
+LOCAL_PATH_OPTIONS = frozenset({"cache_dir", "ilsvrc12_root"})
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
 DEFAULT_WEIGHTS = "packaged"
 
@@ -43,6 +45,7 @@ class RunConfig:
         d = dataclasses.asdict(self)
         d.pop("data_root")
         d.pop("noise_file")
+        d["dataset_options"] = {k: v for k, v in self.dataset_options.items() if k not in LOCAL_PATH_OPTIONS}
         if self.weights not in ("packaged", "timm", "random"):
             d["weights"] = "file:" + Path(self.weights).name
         d["schema"] = SCHEMA

@@ -31,6 +31,9 @@ TOP_KEYS = {
     "launcher": "launcher settings (see LAUNCHER_KEYS)",
 }
 DATASET_KEYS = {"name", "data_root", "options"}
+# Dataset options that are local paths: resolved from the sweep file's directory like data_root, and left out of the
+# run id (lnlbench.runs.RunConfig.identity) so the same run has the same id on every machine.
+from lnlbench.runs import LOCAL_PATH_OPTIONS  # noqa: E402
 NOISE_KEYS = {"model", "rate", "rates", "file", "map"}
 METHOD_KEYS = {"name", "hparams"}
 BACKBONE_KEYS = {"name", "weights", "image_size"}
@@ -299,7 +302,8 @@ def _dataset(src: Source, i: int, entry: Any, base: Path) -> DatasetEntry:
         raise src.error((*keys, "options"), str(exc)) from None
     if reader.needs_data_root and not entry.get("data_root"):
         raise src.error(keys, f"dataset {name!r} needs `data_root: DIR` (the directory that holds its files)")
-    return DatasetEntry(name, _path(entry.get("data_root"), base), dict(options))
+    options = {k: (_path(v, base) if k in LOCAL_PATH_OPTIONS and isinstance(v, str) else v) for k, v in options.items()}
+    return DatasetEntry(name, _path(entry.get("data_root"), base), options)
 
 
 def _noise(src: Source, i: int, entry: Any, base: Path) -> list[NoiseEntry]:

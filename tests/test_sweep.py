@@ -267,3 +267,15 @@ def test_the_documented_full_example_is_a_valid_sweep_file(tmp_path):
     assert [len(m.grid) for m in sweep.methods] == [1, 2, 1]
     assert sweep.launcher["name"] == "slurm" and sweep.launcher["sbatch"] == {"exclude": "node17", "mail-type": "END"}
     assert sweep.datasets[1].data_root == str(tmp_path / "../shared/data/cifar10")  # relative to the file
+
+
+def test_local_path_options_do_not_change_the_run_id():
+    """A companion dataset's path (e.g. WebVision's ilsvrc12_root) says where files are, not what the run computes."""
+    from lnlbench.runs import RunConfig
+
+    base = dict(dataset="webvision", noise="real", rate=0.0, method="lp", hparams={}, image_size=224)
+    here = RunConfig(**base, dataset_options={"classes": 50, "ilsvrc12_root": "/data/imagenet", "cache_dir": "/a"})
+    there = RunConfig(**base, dataset_options={"classes": 50, "ilsvrc12_root": "../imagenet"})
+    other = RunConfig(**base, dataset_options={"classes": 100, "ilsvrc12_root": "../imagenet"})
+    assert here.run_id == there.run_id
+    assert here.run_id != other.run_id
