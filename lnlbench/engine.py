@@ -184,9 +184,7 @@ class ImageBatcher:
             out = self._store[to_device(idx, self._store.device)]
         else:  # a lazy split (Clothing1M, WebVision): decode the batch on a thread pool (PIL and numpy release the GIL)
             out = torch.stack(list(_decode_pool().map(self.images.__getitem__, idx.tolist())))
-        if not same_device(out.device, self.device):
-            out = out.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else out.to(self.device)
-        return out
+        return out if same_device(out.device, self.device) else to_device(out, self.device)
 
     def batch(self, idx: torch.Tensor, aug: torch.Generator | None = None) -> torch.Tensor:
         """Preprocessed batch for sample indices `idx`, augmented (crop + flip) when a generator is given."""

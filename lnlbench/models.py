@@ -9,7 +9,6 @@ no-op (timm's `pretrained_cfg_overlay=dict(file=...)` with a changed head loads 
 from __future__ import annotations
 
 import difflib
-import hashlib
 import os
 import re
 import socket
@@ -23,6 +22,7 @@ import timm
 import torch
 from torch import Tensor
 
+from lnlbench.hashing import file_sha256
 from lnlbench.errors import ConfigError, WeightsError
 
 PACKAGED = "packaged"
@@ -209,23 +209,6 @@ def _flatten_checkpoint(raw: object, path: Path) -> dict[str, Tensor]:
                 key = key[len(prefix) :]
         state[key] = value
     return state
-
-
-_HASHES: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, remembered per (path, mtime, size) for the life of the process."""
-    resolved = Path(path).resolve()
-    stat = resolved.stat()
-    key = (str(resolved), stat.st_mtime_ns, stat.st_size)
-    if key not in _HASHES:
-        digest = hashlib.sha256()
-        with resolved.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _HASHES[key] = digest.hexdigest()
-    return _HASHES[key]
 
 
 # --- strict backbone loading --------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import os
 import platform
 import shutil
 import socket
@@ -19,7 +19,8 @@ import lnlbench
 from lnlbench import engine
 from lnlbench.context import MethodContext
 from lnlbench.data.base import DATASETS, Dataset, load_dataset
-from lnlbench.errors import ConfigError, LnlbenchError
+from lnlbench.errors import ConfigError
+from lnlbench.hashing import file_sha256
 from lnlbench.methods import MethodOutput
 from lnlbench.models import create_backbone
 from lnlbench.noise import NOISE_MODELS, NoisyLabels, cached_noisy_labels, read_asym_map
@@ -34,8 +35,6 @@ FEATURE_EXTRACTOR_VERSION = 2
 
 def default_cache_dir() -> Path:
     """Where noisy labels and features are cached: $LNLBENCH_CACHE or ~/.cache/lnlbench."""
-    import os
-
     return Path(os.environ.get("LNLBENCH_CACHE", Path.home() / ".cache" / "lnlbench"))
 
 
@@ -45,14 +44,6 @@ def default_image_size(backbone: str) -> int:
 
     cfg = get_pretrained_cfg(backbone)
     return int(cfg.input_size[-1]) if cfg is not None and cfg.input_size else 224
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def resolve_config(
@@ -99,7 +90,7 @@ def resolve_config(
         path = Path(noise_file)
         if not path.is_file():
             raise ConfigError(f"noise file {path} does not exist; pass the path of a .npy, .pt or .csv label file")
-        noise_options["file_sha256"] = _sha256_file(path)
+        noise_options["file_sha256"] = file_sha256(path)
     if noise_map:
         noise_options["asym_map"] = {str(k): v for k, v in read_asym_map(Path(noise_map)).items()}
     resolved = method_cls.resolve_hparams(dataset, noise, rate, hparams)

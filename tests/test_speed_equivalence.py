@@ -25,21 +25,21 @@ def test_channels_last_gives_the_same_predictions_on_cpu():
     assert plain.abs().max() > 0  # not trivially equal
 
 
-def _lp_record(tmp_path, cache_dir):
+def _lp_record(tmp_path, cache_dir, name):
     config = resolve_config(
         dataset="digits", noise="sym", rate=0.3, method="lp", image_size=16, hparams={"epochs": 5}
     )
-    out = tmp_path / f"out-{cache_dir.name}-{len(list(cache_dir.glob('features/*')))}"
+    out = tmp_path / name
     return execute_run(config, out, cache_dir=cache_dir, verbose=False)
 
 
 def test_cached_feature_lp_equals_uncached(tmp_path):
     cache = tmp_path / "cache"
-    fresh = _lp_record(tmp_path, cache)  # computes the features and stores them
+    fresh = _lp_record(tmp_path, cache, "fresh")  # computes the features and stores them
     files = sorted((cache / "features").glob("*.pt"))
     assert len(files) == 2  # train and test
     stamps = [f.stat().st_mtime_ns for f in files]
-    cached = _lp_record(tmp_path, cache)  # reads them back
+    cached = _lp_record(tmp_path, cache, "cached")  # reads them back
     assert [f.stat().st_mtime_ns for f in files] == stamps  # read, not recomputed and rewritten
     assert fresh["status"] == cached["status"] == "done"
     assert cached["metrics"]["test_acc"] == fresh["metrics"]["test_acc"]

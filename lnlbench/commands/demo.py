@@ -78,11 +78,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _report(out: Path) -> None:
-    """Write the HTML/Markdown report of the demo's runs when the report module is available."""
-    try:
-        from lnlbench.report import build_report
-    except ImportError:
-        return
+    """Write the HTML/Markdown report of the demo's runs."""
+    from lnlbench.report import build_report
+
     report_dir = out / "report"
     build_report([out], report_dir)
     print(f"report: {report_dir / 'index.html'}")

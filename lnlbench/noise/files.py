@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lnlbench.hashing import file_sha256
 from lnlbench.errors import ConfigError, DataError
 from lnlbench.noise.base import NoiseInputs, as_labels, register_noise_model
 
@@ -108,14 +108,6 @@ def read_label_file(path: str | Path) -> Any:
     if suffix == ".csv":
         return _read_csv_labels(file)
     raise ConfigError(f"file noise: {file} has suffix {file.suffix!r}; {fix}")
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).expanduser().open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _file_cache_extras(inputs: NoiseInputs, num_classes: int) -> dict[str, Any]:
