@@ -46,6 +46,7 @@ class MethodContext:
     history: list[dict[str, Any]] = field(default_factory=list)
     selections: dict[str, Any] = field(default_factory=dict)
     images_seen: int = 0
+    feature_costs: dict[str, dict] = field(default_factory=dict)  # split -> charged extraction cost
 
     # -- identity -------------------------------------------------------------------------------------------------
     @property
@@ -105,7 +106,15 @@ class MethodContext:
             return engine.extract_features(feature_fn, batcher, self.precision)
 
         key = dict(self.feature_key, split=split, size=self.train.size)
-        return engine.cached_features(self.cache_dir, key, compute)
+        feats, cost = engine.cached_features(self.cache_dir, key, compute, engine.device_name(self.device))
+        if not cost["measured_now"]:
+            # Charged by work, not by luck: whichever run filled the cache, every reader pays the extraction.
+            self.timer.charge(cost["seconds"], f"feature cache ({split}, extracted on {cost['device']})",
+                              replaces_s=cost["read_s"])
+        else:
+            self.timer.charge(cost["seconds"], f"features ({split}) extracted now", replaces_s=cost["read_s"])
+        self.feature_costs[split] = {k: cost[k] for k in ("seconds", "measured_now", "device")}
+        return feats
 
     # -- evaluation and diagnostics -------------------------------------------------------------------------------
     def evaluate(self, predict: Callable[[torch.Tensor], torch.Tensor]) -> float:
@@ -155,6 +164,7 @@ class MethodContext:
             self.selections = ck["selections"]
             self.images_seen = ck["images_seen"]
             start = ck["epoch"] + 1
+            self._charge_earlier_attempts(phase, ck.get("phase_seconds") or {})
             if self.verbose and start < n:
                 print(f"  [{self.config.method}] {phase}: resuming at epoch {start + 1}", file=sys.stderr)
         for epoch in range(start, n):
@@ -170,10 +180,21 @@ class MethodContext:
                     "history": self.history,
                     "selections": self.selections,
                     "images_seen": self.images_seen,
+                    "phase_seconds": self.timer.charged(include_open=True),
                     "saved_at": time.time(),
                 },
                 path,
             )
+
+    def _charge_earlier_attempts(self, loop: str, saved: dict[str, float]) -> None:
+        """On resume: charge each method phase the time an earlier attempt had spent in it beyond what this attempt
+        has measured so far, so a resumed run costs what its finished epochs took (the harness's own phases, data
+        loading and testing, are measured again in every attempt and not charged twice)."""
+        now = self.timer.charged(include_open=True)
+        for name, seconds in saved.items():
+            extra = float(seconds) - now.get(name, 0.0)
+            if name not in engine.HARNESS_PHASES and extra > 0:
+                self.timer.charge(extra, f"earlier attempt (resumed {loop} from its checkpoint)", phase=name)
 
     def phase(self, name: str):
         """Context manager timing a named phase into `cost.phases`."""

@@ -254,21 +254,55 @@ def check_finite(value: torch.Tensor | float, phase: str, epoch: int) -> float:
 
 
 class PhaseTimer:
-    """Wall-clock seconds per named phase (accumulated over repeated entries)."""
+    """Seconds per named phase: `seconds` as measured in this process, `charged()` with the work done elsewhere
+    that the run's result depends on (a feature cache entry's extraction, epochs of an earlier attempt) added."""
 
     def __init__(self, device: torch.device | None = None) -> None:
         self.seconds: dict[str, float] = {}
+        self.charges: list[dict] = []  # {"phase", "seconds", "replaces_s", "source"}
         self.device = device
+        self._open: list[tuple[str, float]] = []
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
         start = time.perf_counter()
+        self._open.append((name, start))
         try:
             yield
         finally:
+            self._open.pop()
             if self.device is not None and self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+    @property
+    def current(self) -> str:
+        """The innermost open phase ("other" outside every phase)."""
+        return self._open[-1][0] if self._open else "other"
+
+    def charge(self, seconds: float, source: str, replaces_s: float = 0.0, phase: str | None = None) -> None:
+        """Charge `seconds` of work done elsewhere to `phase` (default: the open one), in place of `replaces_s`
+        measured here (e.g. the time it took to read a cache entry instead of computing it)."""
+        self.charges.append(
+            {"phase": phase or self.current, "seconds": float(seconds), "replaces_s": float(replaces_s),
+             "source": source}
+        )
+
+    def charged(self, include_open: bool = False) -> dict[str, float]:
+        """Seconds per phase as charged: measured, plus each charge, minus the measured time a charge replaces
+        (with `include_open`, the phases still running count up to now)."""
+        out = dict(self.seconds)
+        if include_open:
+            now = time.perf_counter()
+            for name, start in self._open:
+                out[name] = out.get(name, 0.0) + now - start
+        for c in self.charges:
+            out[c["phase"]] = out.get(c["phase"], 0.0) + c["seconds"] - c["replaces_s"]
+        return out
+
+    def extra_s(self) -> float:
+        """Seconds charged on top of what this process measured (the charged wall-clock minus the measured one)."""
+        return sum(c["seconds"] - c["replaces_s"] for c in self.charges)
 
 
 # Phases the harness times around a method (loading data, the final test); the rest is the method's own time.
@@ -310,19 +344,30 @@ def cached_features(
     cache_dir: Path | None,
     key: dict,
     compute: Callable[[], torch.Tensor],
-) -> torch.Tensor:
-    """Features from `cache_dir/features/<sha256(key)>.pt`, computed and stored atomically on a miss."""
-    if cache_dir is None:
-        return compute()
-    digest = hashlib.sha256(repr(sorted(key.items())).encode()).hexdigest()
-    path = Path(cache_dir) / "features" / f"{digest}.pt"
-    if path.exists():
-        try:
-            feats = safe_torch_load(path)
-            if isinstance(feats, torch.Tensor):
-                return feats
-        except Exception:  # a corrupt cache entry is recomputed, never trusted
-            pass
+    device: str = "",
+) -> tuple[torch.Tensor, dict]:
+    """Features from `cache_dir/features/<sha256(key)>.pt`, computed and stored atomically on a miss.
+
+    Returns (features, cost): cost["seconds"] is what computing them took when they were computed (stored with the
+    entry, so every reader is charged the same), cost["measured_now"] says whether that happened in this call and
+    cost["read_s"] is the time this call spent instead. An entry without a stored cost is recomputed.
+    """
+    start = time.perf_counter()
+    path = None
+    if cache_dir is not None:
+        digest = hashlib.sha256(repr(sorted(key.items())).encode()).hexdigest()
+        path = Path(cache_dir) / "features" / f"{digest}.pt"
+        if path.exists():
+            try:
+                entry = safe_torch_load(path)
+                if isinstance(entry, dict) and isinstance(entry.get("features"), torch.Tensor):
+                    cost = {"seconds": float(entry["seconds"]), "device": entry.get("device"), "measured_now": False}
+                    return entry["features"], dict(cost, read_s=time.perf_counter() - start)
+            except Exception:  # a corrupt or older cache entry is recomputed, never trusted
+                pass
+    t0 = time.perf_counter()
     feats = compute()
-    atomic_torch_save(feats, path)
-    return feats
+    seconds = time.perf_counter() - t0
+    if path is not None:
+        atomic_torch_save({"features": feats, "seconds": seconds, "device": device}, path)
+    return feats, {"seconds": seconds, "device": device, "measured_now": True, "read_s": time.perf_counter() - start}

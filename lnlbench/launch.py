@@ -12,26 +12,27 @@ plugin returns from the `lnlbench_launchers` hook.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import os
 import shutil
 import signal
 import socket
 import sys
-import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TextIO
+from typing import Any, ClassVar
 
 import submitit
 
 from lnlbench import status
 from lnlbench.errors import ConfigError
 from lnlbench.registry import Registry
+from lnlbench.execution import (  # noqa: F401  (claim and tee_output stay importable from here)
+    claim, execute, lock_is_free, slurm_job_id, tee_output, write_failure,
+)
 from lnlbench.runs import SCHEMA, RunConfig, RunDir, write_json_atomic
 
 DEFAULT_TIME_MIN = 240  # SLURM time limit per run when none is given (submitit's own default, 5 min, is too short)
@@ -87,6 +88,7 @@ class RunJob(submitit.helpers.Checkpointable):
         keep_checkpoints: bool = False,
         launcher: str = "debug",
         tee_log: bool = True,
+        code_sha256: str | None = None,
     ) -> None:
         self.config = dict(config)
         self.out = str(Path(out).resolve())
@@ -96,6 +98,7 @@ class RunJob(submitit.helpers.Checkpointable):
         self.launcher = launcher
         self.tee_log = tee_log
         self.threads: int | None = None  # torch threads; None: $SLURM_CPUS_PER_TASK, else torch's default
+        self.code_sha256 = code_sha256  # the code the sweep started with; a worker on other code refuses
 
     @property
     def run_id(self) -> str:
@@ -108,54 +111,35 @@ class RunJob(submitit.helpers.Checkpointable):
     def __call__(self) -> dict[str, Any]:
         rd = self.run_dir
         rd.path.mkdir(parents=True, exist_ok=True)
-        with claim(rd.path, self.launcher) as claimed:
-            if not claimed:
-                msg = f"run {self.run_id} is already executing in another process (see {rd.path / status.MARKER})"
-                print(f"lnlbench: {msg}; not started twice", file=sys.stderr, flush=True)
-                return {"run_id": self.run_id, "status": "skipped", "error": msg}
-            with (tee_output(rd.log) if self.tee_log else contextlib.nullcontext()):
-                record = self._execute(rd)
-        return summary(record)
+        return summary(self._execute(rd))
 
     def _execute(self, rd: RunDir) -> dict[str, Any]:
         restart = os.environ.get("SLURM_RESTART_COUNT")
         gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
-        print(
+        banner = (
             f"lnlbench: run {self.run_id} starting on {socket.gethostname()} pid {os.getpid()} ({self.launcher}"
             + (f", slurm job {slurm_job_id()}, restart {restart or 0}" if slurm_job_id() else "")
             + (f", CUDA_VISIBLE_DEVICES={gpus}" if gpus is not None else "")
-            + f") at {time.strftime('%Y-%m-%d %H:%M:%S')}",
-            file=sys.stderr,
-            flush=True,
+            + f") at {time.strftime('%Y-%m-%d %H:%M:%S')}"
         )
         cpus = os.environ.get("SLURM_CPUS_PER_TASK", "")
         threads = self.threads or (int(cpus) if cpus.isdigit() else None)
         try:
-            from lnlbench.runner import execute_run
-
-            if threads:
-                import torch
-
-                torch.set_num_threads(threads)
             config = RunConfig.from_json(self.config)
             if config.run_id != self.run_id:
                 raise ConfigError(
                     f"config of run {self.run_id} hashes to {config.run_id}: written by another lnlbench version; "
                     "rerun the sweep into a fresh output directory"
                 )
-            record = execute_run(
-                config,
-                self.out,
-                cache_dir=Path(self.cache_dir) if self.cache_dir else None,
-                device=self.device,
-                verbose=True,
-                keep_checkpoints=True,  # removed below, after the record is on disk
-            )
-        except Exception as exc:  # a run never ends without a record: errors outside execute_run land here
-            record = write_failure(self.out, self.config, f"{type(exc).__name__}: {exc}", traceback.format_exc())
-        if record.get("status") == "done" and not self.keep_checkpoints:
-            shutil.rmtree(rd.checkpoints, ignore_errors=True)
-        print(f"lnlbench: run {self.run_id} {record.get('status')}", file=sys.stderr, flush=True)
+        except Exception as exc:
+            return write_failure(self.out, self.config, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        record = execute(
+            config, self.out, cache_dir=self.cache_dir, device=self.device, threads=threads,
+            keep_checkpoints=self.keep_checkpoints, launcher=self.launcher, tee_log=self.tee_log,
+            expected_code_sha256=self.code_sha256, banner=banner, verbose=True,
+        )
+        if record.get("status") != "skipped":
+            print(f"lnlbench: run {self.run_id} {record.get('status')}", file=sys.stderr, flush=True)
         return record
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
@@ -180,128 +164,6 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
         "test_acc": (record.get("metrics") or {}).get("test_acc"),
         "error": record.get("error"),
     }
-
-
-def slurm_job_id() -> str | None:
-    """`<array job>_<task>` or `<job>` of the SLURM job this process runs in."""
-    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
-    if array and task:
-        return f"{array}_{task}"
-    return os.environ.get("SLURM_JOB_ID")
-
-
-@contextlib.contextmanager
-def claim(run_dir: Path, launcher: str) -> Iterator[bool]:
-    """Hold the run directory's lock and a heartbeating `running.json` while the body runs.
-
-    Yields False (and writes nothing) when another live process holds the lock. The lock is released by the
-    kernel when the process dies, so a killed run never blocks its relaunch.
-    """
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / status.LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            yield False
-            return
-        marker_path = run_dir / status.MARKER
-        stat = status.proc_stat(os.getpid())
-        write_json_atomic(
-            marker_path,
-            {
-                "pid": os.getpid(),
-                "pid_start": stat[1] if stat else None,
-                "host": socket.gethostname(),
-                "launcher": launcher,
-                "slurm_job_id": slurm_job_id(),
-                "started_at": time.time(),
-            },
-        )
-        stop = threading.Event()
-
-        def heartbeat() -> None:
-            while not stop.wait(status.HEARTBEAT_S):
-                with contextlib.suppress(OSError):
-                    os.utime(marker_path)
-
-        beat = threading.Thread(target=heartbeat, name="lnlbench-heartbeat", daemon=True)
-        beat.start()
-        try:
-            yield True
-        finally:
-            stop.set()
-            marker_path.unlink(missing_ok=True)
-    finally:
-        os.close(fd)
-
-
-def lock_is_free(run_dir: Path) -> bool:
-    """Whether no process executes the run now (tries the lock and lets it go at once)."""
-    try:
-        fd = os.open(run_dir / status.LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
-class _Tee:
-    """A text stream writing to two streams (the process's own and the run's log.txt)."""
-
-    def __init__(self, a: TextIO, b: TextIO) -> None:
-        self.a, self.b = a, b
-
-    def write(self, s: str) -> int:
-        self.a.write(s)
-        self.b.write(s)
-        return len(s)
-
-    def flush(self) -> None:
-        self.a.flush()
-        self.b.flush()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.a, name)
-
-
-@contextlib.contextmanager
-def tee_output(log: Path) -> Iterator[None]:
-    """Copy sys.stdout and sys.stderr into `log` (appended: every attempt of a run is in one file)."""
-    with open(log, "a", buffering=1) as f:
-        old = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = _Tee(old[0], f), _Tee(old[1], f)
-        try:
-            yield
-        finally:
-            sys.stdout, sys.stderr = old
-
-
-def write_failure(out: Path | str, config: dict[str, Any], error: str, tb: str | None = None) -> dict[str, Any]:
-    """Write a failed record for a run that could not record itself (crash outside the runner, killed worker)."""
-    rd = RunDir(out, str(config["run_id"]))
-    rd.path.mkdir(parents=True, exist_ok=True)
-    if tb:
-        rd.traceback.write_text(tb)
-    record = {
-        "schema": SCHEMA,
-        "run_id": config["run_id"],
-        "status": "failed",
-        "error": error,
-        "method": config.get("method"),
-        "dataset": config.get("dataset"),
-        "hparams": config.get("hparams"),
-        "seed": config.get("seed"),
-        "backbone": {"name": config.get("backbone"), "weights": config.get("weights")},
-        "config": {k: v for k, v in config.items() if k not in ("data_root", "noise_file", "run_id")},
-    }
-    write_json_atomic(rd.result, record)
-    return record
 
 
 def record_if_silent(run: RunJob, error: str) -> bool:
@@ -673,13 +535,16 @@ def run_jobs(
     device: str | None = None,
     keep_checkpoints: bool = False,
 ) -> list[RunJob]:
-    """One `RunJob` per config (the cache directory fixed now, so remote jobs use the same one)."""
+    """One `RunJob` per config (the cache directory and the code hash fixed now: remote jobs use the same cache,
+    and a worker whose code changed since this moment refuses to run)."""
+    from lnlbench.provenance import run_code_sha256
     from lnlbench.runner import default_cache_dir
 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    code = {m: run_code_sha256(m) for m in sorted({c.method for c in configs})}
     return [
         RunJob(c.to_json(), out, cache_dir=cache, device=device, keep_checkpoints=keep_checkpoints,
-               launcher=launcher, tee_log=launcher != "local")
+               launcher=launcher, tee_log=launcher != "local", code_sha256=code[c.method])
         for c in configs
     ]
 

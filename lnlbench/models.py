@@ -115,6 +115,32 @@ def create_backbone(
     return model, spec
 
 
+def weights_file(name: str, weights: str) -> Path | None:
+    """The file whose bytes `weights` names for backbone `name` (None for random weights); raises if it cannot be
+    found here, offline included, before anything is trained or written."""
+    if weights == RANDOM:
+        return None
+    if weights == PACKAGED:
+        return packaged_weights_path()
+    if weights == TIMM:
+        _check_architecture(name)
+        cfg = timm.models.get_pretrained_cfg(name)
+        return timm_weights_file(name, cfg.to_dict() if cfg is not None else {})
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise WeightsError(
+            f"weights file {weights} does not exist; pass an existing .pth/.pt/.bin/.safetensors file, or "
+            f"--weights {PACKAGED}|{TIMM}|{RANDOM}"
+        )
+    return path
+
+
+def weights_sha256(name: str, weights: str) -> str | None:
+    """SHA-256 of the bytes of the weight file `weights` names (None for random weights): a run id's weight identity."""
+    path = weights_file(name, weights)
+    return file_sha256(path) if path is not None else None
+
+
 def split_backbone_head(model: torch.nn.Module) -> tuple[Callable[[Tensor], Tensor], torch.nn.Module]:
     """The pre-logits feature function (pooled features) and the classifier module of a timm model."""
     if not (hasattr(model, "forward_features") and hasattr(model, "forward_head")):

@@ -6,7 +6,6 @@ import os
 import platform
 import shutil
 import socket
-import subprocess
 import sys
 import time
 import traceback
@@ -19,10 +18,12 @@ import lnlbench
 from lnlbench import engine
 from lnlbench.context import MethodContext
 from lnlbench.data.base import DATASETS, Dataset, load_dataset
-from lnlbench.errors import ConfigError
+from lnlbench.contention import ContentionProbe
+from lnlbench.errors import ConfigError, DataError, WeightsError
 from lnlbench.hashing import file_sha256
 from lnlbench.methods import MethodOutput
-from lnlbench.models import create_backbone
+from lnlbench.fingerprint import dataset_fingerprint
+from lnlbench.models import create_backbone, weights_sha256
 from lnlbench.noise import NOISE_MODELS, NoisyLabels, cached_noisy_labels, read_asym_map
 from lnlbench.plugins import method_registry, notify_run_finished, register_plugin_datasets
 from lnlbench.runs import SCHEMA, RunConfig, RunDir, check_rate, write_json_atomic
@@ -64,8 +65,13 @@ def resolve_config(
     noise_map: str | None = None,
     amp: str = "auto",
     compile: bool = False,
+    cache_dir: Path | None = None,
 ) -> RunConfig:
-    """Check every name and value and fill every default; raise ConfigError naming the fix."""
+    """Check every name and value and fill every default; raise ConfigError naming the fix.
+
+    Resolving reads the content the run id is made of: the weight file's bytes and the data's fingerprint (cached
+    under `cache_dir`, so only the first resolution of a dataset reads every image).
+    """
     import timm
 
     register_plugin_datasets()
@@ -94,6 +100,15 @@ def resolve_config(
     if noise_map:
         noise_options["asym_map"] = {str(k): v for k, v in read_asym_map(Path(noise_map)).items()}
     resolved = method_cls.resolve_hparams(dataset, noise, rate, hparams)
+    dataset_options = dict(dataset_options or {})
+    from lnlbench.data.base import check_options
+
+    check_options(reader, dataset_options)
+    weights_digest = weights_sha256(backbone, weights)
+    fingerprint = dataset_fingerprint(
+        dataset, data_root, dataset_options, default_cache_dir() if cache_dir is None else cache_dir,
+        load=lambda: load_dataset(dataset, data_root, **dataset_options),
+    )
     return RunConfig(
         dataset=dataset,
         noise=noise,
@@ -105,16 +120,33 @@ def resolve_config(
         seed=int(seed),
         backbone=backbone,
         weights=weights,
-        dataset_options=dict(dataset_options or {}),
+        dataset_options=dataset_options,
         noise_options=noise_options,
         amp=amp,
         compile=bool(compile),
         data_root=str(data_root) if data_root else None,
         noise_file=str(noise_file) if noise_file else None,
+        data_fingerprint=fingerprint,
+        weights_sha256=weights_digest,
     )
 
 
-def make_noisy_labels(config: RunConfig, data: Dataset, cache_dir: Path | None) -> NoisyLabels:
+def check_data_fingerprint(config: RunConfig, data: Dataset, cache_dir: Path | None) -> str:
+    """The loaded data's content fingerprint; raises DataError when it is not the one the run id was made for."""
+    fingerprint = dataset_fingerprint(config.dataset, config.data_root, config.dataset_options, cache_dir,
+                                      load=lambda: data)
+    if config.data_fingerprint is not None and fingerprint != config.data_fingerprint:
+        raise DataError(
+            f"the data of {config.dataset!r} under {config.data_root} is not the data this run was configured for "
+            f"(content fingerprint {fingerprint[:16]}, the run id was made for {config.data_fingerprint[:16]}): "
+            "the files changed since; configure the run again, which gives it a new id"
+        )
+    return fingerprint
+
+
+def make_noisy_labels(
+    config: RunConfig, data: Dataset, cache_dir: Path | None, fingerprint: str | None = None
+) -> NoisyLabels:
     """The run's noisy training labels, made once per (dataset content, model, rate, noise seed) and cached."""
     clean = data.train.labels.numpy()
     kwargs: dict[str, Any] = {"dataset_name": config.dataset, "superclasses": data.superclasses}
@@ -126,7 +158,7 @@ def make_noisy_labels(config: RunConfig, data: Dataset, cache_dir: Path | None) 
         kwargs["asym_map"] = {int(k): int(v) for k, v in config.noise_options["asym_map"].items()}
     if config.noise == "real":
         return shipped_noisy_labels(config, data)
-    dataset_key = data.content_sha256()
+    dataset_key = fingerprint or data.content_sha256()
     if cache_dir is None:
         from lnlbench.noise import inject_noise
 
@@ -185,27 +217,28 @@ def selection_scorer(clean_mask: torch.Tensor, known: torch.Tensor | None = None
     return score
 
 
-def environment() -> dict[str, str]:
+def environment(method: str | None = None) -> dict[str, Any]:
+    """Versions, host and code provenance: commit, dirty flag and the SHA-256 of the source the run executes."""
     import timm
 
-    try:
-        git = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        git = ""
-    return {
+    from lnlbench.provenance import git_state, run_code_sha256
+
+    git = git_state()
+    env: dict[str, Any] = {
         "lnlbench": lnlbench.__version__,
         "torch": torch.__version__,
         "timm": timm.__version__,
         "python": platform.python_version(),
         "host": socket.gethostname(),
-        "git": git,
+        "git": git["commit"],
+        "git_dirty": git["dirty"],
     }
+    if method is not None:
+        from lnlbench.provenance import method_module
+
+        env["method_module"] = method_module(method)
+        env["code_sha256"] = run_code_sha256(method)
+    return env
 
 
 def _peak_mem_mb(device: torch.device) -> float:
@@ -269,10 +302,13 @@ def execute_run(
         "seed": config.seed,
         "backbone": {"name": config.backbone, "weights": config.weights},
         "config": config.identity(),
-        "env": environment(),
+        "env": environment(config.method),
     }
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
+    threads = torch.get_num_threads()
+    record["numerics"] = {"device_type": dev.type, "cpu_threads": threads}
+    probe = ContentionProbe(threads=threads, on_gpu=dev.type == "cuda")
     try:
         _execute(config, run_dir, record, cache_dir, dev, timer, verbose)
         record["status"] = "done"
@@ -284,19 +320,27 @@ def execute_run(
         run_dir.traceback.write_text(traceback.format_exc())
         _log(verbose, f"run {config.run_id} failed: {record['error']}")
     finally:
-        wall = time.perf_counter() - start
+        measured = time.perf_counter() - start
+        wall = measured + timer.extra_s()
+        contention = probe.finish()
         cost = record.setdefault("cost", {})
         cost.update(
             {
-                "wall_clock_s": wall,
-                "phases": dict(timer.seconds),
+                "wall_clock_s": wall,  # as charged: measured here, plus work done elsewhere that the result uses
+                "wall_clock_measured_s": measured,
+                "phases": timer.charged(),
+                "phases_measured": dict(timer.seconds),
+                "charges": list(timer.charges),
                 "device": engine.device_name(dev),
                 "device_count": 1,
                 "gpu_hours": wall / 3600 if dev.type == "cuda" else 0.0,
                 "peak_mem_mb": _peak_mem_mb(dev),
+                "threads": threads,
+                "contended": contention["contended"],
+                "contention": contention,
             }
         )
-        cost.update(engine.throughput(cost.get("images_seen", 0), timer.seconds))
+        cost.update(engine.throughput(cost.get("images_seen", 0), timer.charged()))
         if record["status"] != "running":
             write_json_atomic(run_dir.result, record)
             notify_run_finished(record)
@@ -315,7 +359,9 @@ def _execute(
     method_cls = method_registry().get(config.method)
     with timer.phase("data"):
         data = load_dataset(config.dataset, config.data_root, **config.dataset_options)
-        noisy = make_noisy_labels(config, data, cache_dir)
+        fingerprint = check_data_fingerprint(config, data, cache_dir)
+        noisy = make_noisy_labels(config, data, cache_dir, fingerprint)
+    record["data_fingerprint"] = fingerprint
     record["n_train"] = len(data.train)
     record["n_test"] = len(data.test)
     record["num_classes"] = data.num_classes
@@ -335,6 +381,11 @@ def _execute(
         f"[{config.weights}] at {config.image_size} px on {engine.device_name(dev)}",
     )
     _, spec = create_backbone(config.backbone, config.weights, data.num_classes)
+    if config.weights_sha256 is not None and spec.weights_sha256 != config.weights_sha256:
+        raise WeightsError(
+            f"the weights {config.weights} changed since this run was configured (SHA-256 {spec.weights_sha256}, "
+            f"the run id was made for {config.weights_sha256}); configure the run again, which gives it a new id"
+        )
     record["backbone"]["weights_sha256"] = spec.weights_sha256
     precision = engine.default_precision(dev, config.amp, config.compile)
     record["precision"] = precision.as_record()
@@ -361,7 +412,7 @@ def _execute(
         cache_dir=cache_dir,
         feature_key={
             "extractor": FEATURE_EXTRACTOR_VERSION,
-            "dataset": data.content_sha256(),
+            "dataset": fingerprint,
             "backbone": config.backbone,
             "weights": spec.weights_sha256 or config.weights,
             "precision": precision.as_record()["precision"],
@@ -393,4 +444,6 @@ def _execute(
         metrics["diagnostics"] = output.diagnostics
     record["metrics"] = metrics
     record["cost"] = {"images_seen": ctx.images_seen}
+    if ctx.feature_costs:
+        record["cost"]["features"] = ctx.feature_costs
     _log(verbose, f"run {config.run_id}: test_acc {final_acc:.4f}")

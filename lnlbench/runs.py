@@ -12,16 +12,21 @@ from typing import Any
 
 from lnlbench.errors import ConfigError
 
-SCHEMA = 1
+# 2: content-addressed ids (data fingerprint, weights SHA-256), charged cost, contention and code provenance.
+SCHEMA = 2
 # Dataset options naming local paths (caches, companion datasets): where the files are, not what the run computes.
 LOCAL_PATH_OPTIONS = frozenset({"cache_dir", "ilsvrc12_root"})
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
 DEFAULT_WEIGHTS = "packaged"
+WEIGHT_SOURCES = ("packaged", "timm", "random")  # anything else is a path to a weight file
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """One fully resolved run. Every field except `data_root` (a local path) enters the run id."""
+    """One fully resolved run. Every field enters the run id except local paths (`data_root`, `noise_file`, a
+    weights file's path, path-valued dataset options), which enter by the content they point to instead:
+    `data_fingerprint` (the dataset's content), `weights_sha256` (the weight file's bytes) and the noise file's
+    SHA-256 in `noise_options`."""
 
     dataset: str
     noise: str
@@ -39,6 +44,8 @@ class RunConfig:
     compile: bool = False
     data_root: str | None = None
     noise_file: str | None = None  # a path; its content hash is in noise_options
+    data_fingerprint: str | None = None  # SHA-256 of the data's content (lnlbench.fingerprint); None: unresolved
+    weights_sha256: str | None = None  # SHA-256 of the weight file (None for random weights)
 
     def identity(self) -> dict[str, Any]:
         """The fields that define what the run computes (no local paths)."""
@@ -46,8 +53,8 @@ class RunConfig:
         d.pop("data_root")
         d.pop("noise_file")
         d["dataset_options"] = {k: v for k, v in self.dataset_options.items() if k not in LOCAL_PATH_OPTIONS}
-        if self.weights not in ("packaged", "timm", "random"):
-            d["weights"] = "file:" + Path(self.weights).name
+        if self.weights not in WEIGHT_SOURCES:
+            d["weights"] = "file"  # the path stays out; the file's content is in weights_sha256
         d["schema"] = SCHEMA
         return d
 

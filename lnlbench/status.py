@@ -26,6 +26,7 @@ from typing import Any
 from lnlbench.runs import SCHEMA, RunDir
 
 STATES = ("done", "running", "failed", "pending")
+OLD_SCHEMA = "old-schema"  # a record or config of an older schema: its run id is not this version's
 MARKER = "running.json"  # written while a process executes the run
 SUBMITTED = "submitted.json"  # written by a launcher that queues the run elsewhere (SLURM job id)
 LOCK = "lock"  # flock-ed by the executing process: two processes never run the same run at once
@@ -183,6 +184,14 @@ def run_state(run_dir: Path, queued: set[str] | None = None) -> RunState:
     if record is not None and record.get("status") == "done" and record.get("schema") == SCHEMA:
         acc = (record.get("metrics") or {}).get("test_acc")
         return RunState(run_dir.name, "done", f"test_acc {acc:.4f}" if isinstance(acc, float) else "", config, record)
+    old = next((o.get("schema") for o in (record, config) if o is not None and o.get("schema") != SCHEMA), None)
+    if old is not None:
+        return RunState(
+            run_dir.name, OLD_SCHEMA,
+            f"schema {old}: under schema {SCHEMA} ids are content-addressed, so a sweep would recompute this run "
+            f"under a new id; `lnlbench reidentify {run_dir.parent}` moves it without re-running",
+            config, record,
+        )
     marker, mtime = read_marker(run_dir)
     if marker_alive(marker, mtime):
         where = f"{marker.get('host')}:{marker.get('pid')}"
@@ -241,7 +250,7 @@ def scan(out: Path | str, run_ids: list[str] | None = None, check_slurm: bool = 
 
 
 def counts(states: list[RunState]) -> dict[str, int]:
-    c = {s: 0 for s in STATES}
+    c = {s: 0 for s in (*STATES, OLD_SCHEMA)}
     for st in states:
         c[st.state] += 1
     return c
@@ -249,4 +258,5 @@ def counts(states: list[RunState]) -> dict[str, int]:
 
 def format_counts(states: list[RunState]) -> str:
     c = counts(states)
-    return f"{len(states)} runs: " + ", ".join(f"{c[s]} {s}" for s in STATES)
+    shown = STATES + ((OLD_SCHEMA,) if c[OLD_SCHEMA] else ())
+    return f"{len(states)} runs: " + ", ".join(f"{c[s]} {s}" for s in shown)

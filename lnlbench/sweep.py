@@ -167,8 +167,10 @@ class Sweep:
     compile: bool = False
     launcher: dict[str, Any] = field(default_factory=dict)
 
-    def runs(self) -> list[RunConfig]:
-        """Every run of the grid, resolved (defaults filled, ids hashed), duplicates removed, in grid order."""
+    def runs(self, cache_dir: Path | None = None) -> list[RunConfig]:
+        """Every run of the grid, resolved (defaults filled, ids hashed), duplicates removed, in grid order.
+
+        `cache_dir` holds the data fingerprints (default: the run cache, $LNLBENCH_CACHE)."""
         from lnlbench.runner import resolve_config
 
         configs: dict[str, RunConfig] = {}
@@ -181,7 +183,7 @@ class Sweep:
                         dataset=ds.name, noise=nz.model, rate=nz.rate, method=method.name, noise_seed=nseed,
                         seed=seed, backbone=bb.name, weights=bb.weights, image_size=bb.image_size, hparams=hp,
                         dataset_options=ds.options, data_root=ds.data_root, noise_file=nz.file, noise_map=nz.map,
-                        amp=self.amp, compile=self.compile,
+                        amp=self.amp, compile=self.compile, cache_dir=cache_dir,
                     )
                 except ConfigError as exc:
                     raise ConfigError(

@@ -32,7 +32,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from lnlbench.errors import ConfigError
     from lnlbench.plugins import method_registry
-    from lnlbench.runner import execute_run, resolve_config
+    from lnlbench.execution import execute
+    from lnlbench.runner import resolve_config
 
     available = method_registry().names()
     if args.methods:
@@ -46,7 +47,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     configs = [
         resolve_config(
             dataset="digits", noise=noise, rate=rate, method=m, image_size=DEMO_IMAGE_SIZE,
-            hparams=DEMO_METHODS.get(m, {}),
+            hparams=DEMO_METHODS.get(m, {}), cache_dir=cache,
         )
         for noise, rate in DEMO_NOISE
         for m in methods
@@ -57,7 +58,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     for i, cfg in enumerate(configs, 1):
         print(f"[{i}/{len(configs)}] {cfg.method} {cfg.noise} {cfg.rate}", file=sys.stderr, flush=True)
-        rec = execute_run(cfg, out, cache_dir=cache, device=args.device)
+        rec = execute(cfg, out, cache_dir=cache, device=args.device, launcher="demo", wait_for_lock=True)
         rows.append(rec)
     print()
     print(f"{'method':<12} {'noise':<10} {'test_acc':>9} {'selected':>9} {'wall_s':>8}  status")

@@ -30,7 +30,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from lnlbench.runner import execute_run, resolve_config
+    from lnlbench.execution import execute
+    from lnlbench.runner import resolve_config
 
     config = resolve_config(
         dataset=args.dataset,
@@ -49,13 +50,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         noise_map=args.noise_map,
         amp=args.amp,
         compile=args.compile,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
     )
     if args.download:  # fetch once here; the flag is not part of what the run computes
         from lnlbench.data.base import load_dataset
 
         load_dataset(args.dataset, args.data_root, download=True, **config.dataset_options)
-    record = execute_run(
-        config, Path(args.out), cache_dir=Path(args.cache_dir) if args.cache_dir else None, device=args.device
+    # The same path as every launcher: the run's lock (a second `lnlbench run` of this config waits for the first
+    # and then finds it done), its log.txt, and a failed record for any error after the start.
+    record = execute(
+        config, Path(args.out), cache_dir=Path(args.cache_dir) if args.cache_dir else None, device=args.device,
+        launcher="run", wait_for_lock=True,
     )
     if args.json:
         print(json.dumps(record, indent=2, default=str))

@@ -43,10 +43,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("status", help="list the runs of an output directory: done, running, failed, pending")
     p.add_argument("out", help="output directory of `lnlbench run` or `lnlbench sweep`")
-    p.add_argument("--state", action="append", choices=["done", "running", "failed", "pending"],
+    p.add_argument("--state", action="append", choices=["done", "running", "failed", "pending", "old-schema"],
                    help="show only runs in this state (repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON object per run")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("reidentify", help="move finished runs of an older record schema to content-addressed run ids")
+    p.add_argument("out", help="output directory holding the older runs")
+    p.add_argument("--data-root", default=None, help="where the runs' data is now (default: each config.json's)")
+    p.add_argument("--cache-dir", default=None, help="cache of data fingerprints and noisy labels")
+    p.add_argument("--dry-run", action="store_true", help="say what would move; change nothing")
+    p.set_defaults(func=cmd_reidentify)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -67,7 +74,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         account=args.account, qos=args.qos, constraint=args.constraint, array_parallelism=args.array_parallelism,
         keep_checkpoints=args.keep_checkpoints, sbatch=sbatch, job_name=f"lnlbench-{sweep.name}",
     )
-    configs = sweep.runs()
+    configs = sweep.runs(cache_dir=Path(args.cache_dir) if args.cache_dir else None)
     print(f"sweep {sweep.name} ({args.file}) -> {args.out}, launcher {name}")
     plan, launched = launch_sweep(
         configs, args.out, name, settings, cache_dir=args.cache_dir, device=args.device, dry_run=args.dry_run,
@@ -110,4 +117,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     for s in shown:
         print(f"{s.state:<8} {s.run_id}  {s.describe():<40} {s.detail}")
     print(status.format_counts(states))
+    return 0
+
+
+def cmd_reidentify(args: argparse.Namespace) -> int:
+    from lnlbench.errors import ConfigError
+    from lnlbench.reidentify import reidentify
+
+    if not Path(args.out).is_dir():
+        raise ConfigError(f"{args.out} is not a directory; pass the --out of a run or sweep")
+    moved = reidentify(args.out, data_root=args.data_root, cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+                       dry_run=args.dry_run)
+    print(f"{len(moved)} run(s) {'would move' if args.dry_run else 'moved'} to content-addressed ids")
     return 0

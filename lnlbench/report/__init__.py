@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from lnlbench.errors import ConfigError
+from lnlbench.runs import SCHEMA
 from lnlbench.report import aggregate, html, leaderboard, plots, tables
 from lnlbench.report.records import scan
 from lnlbench.report.reference import attach_reference, read_reference
@@ -122,6 +123,11 @@ def build_report(
             acc_table = tables.accuracy_table(t, settings, accuracy, requested, requested_seeds is not None)
             c = cost[(cost["dataset"] == dataset) & (cost["backbone"] == backbone)]
             cost_table = tables.cost_table(c, settings)
+            table_runs = runs[(runs["dataset"] == dataset) & (runs["backbone"] == backbone)]
+            cost_notes, acc_notes = provenance_notes(table_runs)
+            cost_table.notes += cost_notes
+            acc_table.notes += acc_notes
+            warnings += [f"{dataset} · {backbone}: {n}" for n in cost_notes + acc_notes]
             per = leaderboard.rank_settings(t)
             overall = leaderboard.rank_overall(per)
             lb_tables = [
@@ -224,6 +230,47 @@ def build_report(
         files=files,
         timings=timings,
     )
+
+
+def provenance_notes(runs: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """Notes for one table's cost and accuracy sections: contention, devices, code versions, old schemas."""
+    cost_notes: list[str] = []
+    acc_notes: list[str] = []
+    contended = runs["contended"].map(lambda v: "unknown" if v is None or v != v else ("yes" if v else "no"))
+    kinds = set(contended)
+    if "yes" in kinds and len(kinds) > 1:
+        cost_notes.append(
+            f"cost compares contended runs ({int((contended == 'yes').sum())}) with runs that were not or are not "
+            "known to be: their wall-clock figures are not comparable (see `cost.contention` in each record)"
+        )
+    elif kinds == {"yes"}:
+        cost_notes.append("every run here was contended: wall-clock figures are inflated by other work on the host")
+    elif "unknown" in kinds and len(kinds) > 1:
+        cost_notes.append(
+            f"{int((contended == 'unknown').sum())} run(s) do not record contention (older records): their "
+            "wall-clock may have been measured under load"
+        )
+    if runs["device"].nunique() > 1:
+        cost_notes.append(
+            f"runs on {runs['device'].nunique()} devices ({', '.join(sorted(runs['device'].unique()))}): compare "
+            "costs within one device only"
+        )
+    threads = runs["cpu_threads"].dropna().unique()
+    if len(threads) > 1:
+        cost_notes.append(f"CPU runs with different thread counts ({', '.join(str(int(t)) for t in sorted(threads))})")
+    codes = runs["code_sha256"].map(lambda v: v[:12] if v else "unknown")
+    if codes.nunique() > 1:
+        acc_notes.append(
+            f"cells come from {codes.nunique()} different code versions (code hashes "
+            f"{', '.join(sorted(codes.unique()))}): differences may be the code's, not the methods'"
+        )
+    dirty = runs["git_dirty"].map(lambda v: v is True)
+    if dirty.any():
+        acc_notes.append(f"{int(dirty.sum())} run(s) ran from a checkout with uncommitted changes (git dirty)")
+    old = runs["schema"].map(lambda v: v not in (None,) and v != SCHEMA)
+    if old.any():
+        acc_notes.append(f"{int(old.sum())} run(s) are schema-old records (data identified by name only)")
+    return cost_notes, acc_notes
 
 
 def _md_list_table(columns: list[str], rows: list[list[str]]) -> str:

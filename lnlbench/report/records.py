@@ -21,6 +21,10 @@ import pandas as pd
 from lnlbench.errors import ConfigError
 from lnlbench.runs import SCHEMA  # runs.py needs only the standard library: no torch here
 
+# Schemas the report still reads, flagged: schema 1 ids name the data by its dataset name only, its cost is
+# measured rather than charged, and it records neither contention nor a code hash.
+OLD_SCHEMAS = (1,)
+
 # Config fields that vary between the repetitions averaged into one cell. The noise seed draws new noisy labels of
 # the same model and rate; it is pooled with the training seed and every pooled group says how many draws it holds.
 REPETITION_FIELDS = ("seed", "noise_seed")
@@ -106,6 +110,10 @@ def flatten_record(rec: dict[str, Any], variants: dict[str, dict[str, str]] | No
     version = str(env.get("lnlbench") or "unknown")
     identity = {k: v for k, v in config.items() if k not in REPETITION_FIELDS and k != "schema"}
     identity["lnlbench"] = version
+    numerics = rec.get("numerics") if isinstance(rec.get("numerics"), dict) else {}
+    if numerics.get("device_type") == "cpu":
+        # CPU results depend on the thread count (reduction order): runs on different counts are never pooled.
+        identity["cpu_threads"] = numerics.get("cpu_threads")
     noise = rec.get("noise") if isinstance(rec.get("noise"), dict) else {}
     cost = rec.get("cost") if isinstance(rec.get("cost"), dict) else {}
     device = str(cost.get("device") or "unknown")
@@ -146,6 +154,13 @@ def flatten_record(rec: dict[str, Any], variants: dict[str, dict[str, str]] | No
         "device_count": count,
         "peak_mem_mb": _number(cost.get("peak_mem_mb")),
         "images_seen": _number(cost.get("images_seen")),
+        "schema": rec.get("schema"),
+        "data_fingerprint": str(config.get("data_fingerprint") or rec.get("data_fingerprint") or ""),
+        "n_train": _number(rec.get("n_train")),
+        "cpu_threads": numerics.get("cpu_threads") if numerics.get("device_type") == "cpu" else None,
+        "contended": cost.get("contended") if isinstance(cost.get("contended"), bool) else None,
+        "code_sha256": str(env.get("code_sha256") or ""),
+        "git_dirty": env.get("git_dirty") if isinstance(env.get("git_dirty"), bool) else None,
     }
     phases = cost.get("phases")
     if isinstance(phases, dict):
@@ -209,7 +224,7 @@ def scan(dirs: list[Path]) -> Scan:
             if not isinstance(rec, dict):
                 _skip(out, shown, "not a JSON object")
                 continue
-            if rec.get("schema") != SCHEMA:
+            if rec.get("schema") != SCHEMA and rec.get("schema") not in OLD_SCHEMAS:
                 _skip(out, shown, f"record schema {rec.get('schema')!r}; this report reads schema {SCHEMA}")
                 continue
             status = rec.get("status")
@@ -244,8 +259,35 @@ def scan(dirs: list[Path]) -> Scan:
             out.problems.append(
                 _problem("unfinished", shown, cfg, "config.json without result.json: running, killed or not started")
             )
-    out.runs = pd.DataFrame(rows)
+    out.runs = label_datasets(pd.DataFrame(rows))
+    n_old = int((out.runs["schema"] != SCHEMA).sum()) if len(out.runs) else 0
+    if n_old:
+        out.warnings.append(
+            f"{n_old} record(s) of an older schema (before schema {SCHEMA}): their run ids name the data by dataset "
+            "name only, their cost is as measured (not charged for cached or resumed work), and they record neither "
+            "contention nor a code hash; they are marked 'schema-old'. `lnlbench reidentify DIR` moves them to "
+            "content-addressed ids"
+        )
     return out
+
+
+def label_datasets(runs: pd.DataFrame) -> pd.DataFrame:
+    """Give data that share a dataset name but not their content distinct labels: `name (N train, data abcd1234)`.
+
+    Tables are per dataset label, so two such sets are never pooled in one cell."""
+    if runs.empty:
+        return runs
+    runs = runs.copy()
+    runs["dataset_name"] = runs["dataset"]
+    for name, g in runs.groupby("dataset_name"):
+        contents = g[["data_fingerprint", "n_train"]].drop_duplicates()
+        if len(contents) < 2:
+            continue
+        for idx, r in g.iterrows():
+            n = f"{int(r['n_train']):,} train" if math.isfinite(r["n_train"]) else "size unknown"
+            fp = r["data_fingerprint"][:8] or "unknown content (schema-old)"
+            runs.at[idx, "dataset"] = f"{name} ({n}, data {fp})"
+    return runs
 
 
 def _skip(out: Scan, path: str, reason: str) -> None:

@@ -1,0 +1,228 @@
+"""The one path every run executes through (`lnlbench run`, `lnlbench demo`, every launcher's worker): claim the
+run directory (a lock and a heartbeating `running.json`), copy the output into its `log.txt`, refuse code that
+changed since the sweep started, run, and make sure the run never ends without a record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from lnlbench import status
+from lnlbench.runs import SCHEMA, RunConfig, RunDir, write_json_atomic
+
+
+@contextlib.contextmanager
+def claim(run_dir: Path, launcher: str, wait: bool = False) -> Iterator[bool]:
+    """Hold the run directory's lock and a heartbeating `running.json` while the body runs.
+
+    Yields False (and writes nothing) when another live process holds the lock, or, with `wait`, blocks until that
+    process lets it go. The lock is released by the
+    kernel when the process dies, so a killed run never blocks its relaunch.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / status.LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            if not wait:
+                yield False
+                return
+            print(f"lnlbench: run {run_dir.name} is executing in another process; waiting for it to end",
+                  file=sys.stderr, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        marker_path = run_dir / status.MARKER
+        stat = status.proc_stat(os.getpid())
+        write_json_atomic(
+            marker_path,
+            {
+                "pid": os.getpid(),
+                "pid_start": stat[1] if stat else None,
+                "host": socket.gethostname(),
+                "launcher": launcher,
+                "slurm_job_id": slurm_job_id(),
+                "started_at": time.time(),
+            },
+        )
+        stop = threading.Event()
+
+        def heartbeat() -> None:
+            while not stop.wait(status.HEARTBEAT_S):
+                with contextlib.suppress(OSError):
+                    os.utime(marker_path)
+
+        beat = threading.Thread(target=heartbeat, name="lnlbench-heartbeat", daemon=True)
+        beat.start()
+        try:
+            yield True
+        finally:
+            stop.set()
+            marker_path.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+
+
+def lock_is_free(run_dir: Path) -> bool:
+    """Whether no process executes the run now (tries the lock and lets it go at once)."""
+    try:
+        fd = os.open(run_dir / status.LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+class _Tee:
+    """A text stream writing to two streams (the process's own and the run's log.txt)."""
+
+    def __init__(self, a: TextIO, b: TextIO) -> None:
+        self.a, self.b = a, b
+
+    def write(self, s: str) -> int:
+        self.a.write(s)
+        self.b.write(s)
+        return len(s)
+
+    def flush(self) -> None:
+        self.a.flush()
+        self.b.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.a, name)
+
+
+@contextlib.contextmanager
+def tee_output(log: Path) -> Iterator[None]:
+    """Copy sys.stdout and sys.stderr into `log` (appended: every attempt of a run is in one file)."""
+    with open(log, "a", buffering=1) as f:
+        old = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _Tee(old[0], f), _Tee(old[1], f)
+        try:
+            yield
+        finally:
+            sys.stdout, sys.stderr = old
+
+
+def write_failure(out: Path | str, config: dict[str, Any], error: str, tb: str | None = None) -> dict[str, Any]:
+    """Write a failed record for a run that could not record itself (crash outside the runner, killed worker)."""
+    rd = RunDir(out, str(config["run_id"]))
+    rd.path.mkdir(parents=True, exist_ok=True)
+    if tb:
+        rd.traceback.write_text(tb)
+    record = {
+        "schema": SCHEMA,
+        "run_id": config["run_id"],
+        "status": "failed",
+        "error": error,
+        "method": config.get("method"),
+        "dataset": config.get("dataset"),
+        "hparams": config.get("hparams"),
+        "seed": config.get("seed"),
+        "backbone": {"name": config.get("backbone"), "weights": config.get("weights")},
+        "config": {k: v for k, v in config.items() if k not in ("data_root", "noise_file", "run_id")},
+    }
+    write_json_atomic(rd.result, record)
+    return record
+
+
+
+
+def execute(
+    config: RunConfig,
+    out: Path | str,
+    *,
+    cache_dir: Path | str | None = None,
+    device: str | None = None,
+    threads: int | None = None,
+    keep_checkpoints: bool = False,
+    launcher: str = "run",
+    tee_log: bool = True,
+    expected_code_sha256: str | None = None,
+    wait_for_lock: bool = False,
+    banner: str | None = None,
+    verbose: bool = True,
+) -> dict[str, Any]:
+    """Execute one run under its lock and return its record (a run another process holds comes back as
+    {"status": "skipped"}, or, with `wait_for_lock`, as that process's record once it has finished).
+
+    A finished run is never recomputed. A worker whose code hash is not `expected_code_sha256` (the hash the sweep
+    started with) refuses, with a failed record saying why.
+    """
+    rd = RunDir(out, config.run_id)
+    rd.path.mkdir(parents=True, exist_ok=True)
+    with claim(rd.path, launcher, wait=wait_for_lock) as claimed:
+        if not claimed:
+            msg = f"run {config.run_id} is already executing in another process (see {rd.path / status.MARKER})"
+            print(f"lnlbench: {msg}; not started twice", file=sys.stderr, flush=True)
+            return {"run_id": config.run_id, "status": "skipped", "error": msg}
+        with (tee_output(rd.log) if tee_log else contextlib.nullcontext()):
+            if banner:
+                print(banner, file=sys.stderr, flush=True)
+            return _execute_claimed(config, rd, cache_dir, device, threads, keep_checkpoints, expected_code_sha256,
+                                    verbose)
+
+
+def _execute_claimed(
+    config: RunConfig,
+    rd: RunDir,
+    cache_dir: Path | str | None,
+    device: str | None,
+    threads: int | None,
+    keep_checkpoints: bool,
+    expected_code_sha256: str | None,
+    verbose: bool,
+) -> dict[str, Any]:
+    try:
+        import torch
+
+        from lnlbench.provenance import run_code_sha256
+        from lnlbench.runner import execute_run
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        if expected_code_sha256 is not None:
+            now = run_code_sha256(config.method)
+            if now != expected_code_sha256:
+                raise CodeChangedError(
+                    f"the lnlbench or plugin source changed since this sweep started (code hash {now[:12]}, the "
+                    f"sweep's {expected_code_sha256[:12]}): a run must not mix code versions; finish or stop the "
+                    "sweep, then launch it again so every run uses the code as it is now"
+                )
+        record = execute_run(
+            config, rd.path.parent, cache_dir=Path(cache_dir) if cache_dir is not None else None, device=device,
+            verbose=verbose, keep_checkpoints=True,  # removed below, once the record is on disk
+        )
+    except Exception as exc:  # a run never ends without a record: errors outside execute_run land here
+        record = write_failure(rd.path.parent, config.to_json(), f"{type(exc).__name__}: {exc}",
+                               traceback.format_exc())
+    if record.get("status") == "done" and not keep_checkpoints:
+        shutil.rmtree(rd.checkpoints, ignore_errors=True)
+    return record
+
+
+def slurm_job_id() -> str | None:
+    """`<array job>_<task>` or `<job>` of the SLURM job this process runs in."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
+class CodeChangedError(RuntimeError):
+    """The source on disk is not the source the sweep started with."""
