@@ -16,6 +16,8 @@ from lnlbench.errors import ConfigError
 SCHEMA = 2
 # Dataset options naming local paths (caches, companion datasets): where the files are, not what the run computes.
 LOCAL_PATH_OPTIONS = frozenset({"cache_dir", "ilsvrc12_root"})
+# RunConfig fields naming local paths: they enter the id only through the content they point to.
+LOCAL_PATH_FIELDS = ("data_root", "noise_file")
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
 DEFAULT_WEIGHTS = "packaged"
 WEIGHT_SOURCES = ("packaged", "timm", "random")  # anything else is a path to a weight file
@@ -50,8 +52,8 @@ class RunConfig:
     def identity(self) -> dict[str, Any]:
         """The fields that define what the run computes (no local paths)."""
         d = dataclasses.asdict(self)
-        d.pop("data_root")
-        d.pop("noise_file")
+        for name in LOCAL_PATH_FIELDS:
+            d.pop(name)
         d["dataset_options"] = {k: v for k, v in self.dataset_options.items() if k not in LOCAL_PATH_OPTIONS}
         if self.weights not in WEIGHT_SOURCES:
             d["weights"] = "file"  # the path stays out; the file's content is in weights_sha256
