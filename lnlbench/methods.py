@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -65,6 +66,35 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         raise ConfigError(f"hyperparameter {name}={value!r} must be of type {kind.__name__}") from None
 
 
+SCALING_RULE = (
+    "budget scaling (one rule for every method): an element of the reference schedule of length e, in a reference run "
+    "of E epochs, becomes e * N / E in a run of N epochs; an element counted in whole epochs is rounded to the "
+    "nearest epoch (halves up), is at least 1 when the reference schedule has it, and leaves at least one epoch for "
+    "the phase that follows it"
+)
+
+
+def scale_epochs(
+    element: float, reference_total: float, epochs: int, *, whole: bool = True, low: int = 1, high: int | None = None
+) -> float:
+    """`element` (epochs of a reference run of `reference_total` epochs) scaled to a run of `epochs` (SCALING_RULE)."""
+    value = element * epochs / reference_total
+    if not whole:
+        return value
+    out = max(low, math.floor(value + 0.5))
+    return min(out, high) if high is not None else out
+
+
+@dataclass(frozen=True)
+class ScheduleItem:
+    """One element of a method's schedule at a run's budget: the reference value and the value this run uses."""
+
+    name: str
+    value: Any
+    reference: str  # e.g. "10 of 300 epochs (official Train_cifar.py: warm_up = 10, --num_epochs 300)"
+    note: str = ""
+
+
 @dataclass
 class MethodOutput:
     """What `Method.fit` returns: the model to test and anything the method wants recorded.
@@ -117,6 +147,16 @@ class Method:
     @classmethod
     def validate(cls, hparams: dict, rate: float) -> None:
         """Cross-parameter checks; raise ConfigError. Default: none."""
+
+    @classmethod
+    def budget_hparams(cls, epochs: int) -> dict[str, Any]:
+        """The hyperparameters a budget of `epochs` sets (default: `epochs`, when the method has it)."""
+        return {"epochs": epochs} if "epochs" in cls.hparam_space else {}
+
+    @classmethod
+    def schedule(cls, hparams: dict, dataset: str) -> list[ScheduleItem]:
+        """The method's schedule elements under resolved `hparams` (scaled by SCALING_RULE). Default: none."""
+        return []
 
     def fit(self, ctx: MethodContext) -> MethodOutput:
         raise NotImplementedError

@@ -74,6 +74,7 @@ class MixtureFit:
     n_iter: int
     means: list[float] = field(default_factory=list)  # [clean, noisy]
     weights: list[float] = field(default_factory=list)  # [clean, noisy] mixing proportions
+    stds: list[float] = field(default_factory=list)  # [clean, noisy] standard deviations
     warnings: list[str] = field(default_factory=list)
     note: str = ""
 
@@ -83,6 +84,7 @@ class MixtureFit:
             "n_iter": self.n_iter,
             "means": self.means,
             "weights": self.weights,
+            "stds": self.stds,
             "warnings": self.warnings,
             **({"note": self.note} if self.note else {}),
         }
@@ -124,8 +126,22 @@ def gmm_clean_posterior(
         n_iter=int(gmm.n_iter_),
         means=[float(means[clean]), float(means[noisy])],
         weights=[float(gmm.weights_[clean]), float(gmm.weights_[noisy])],
+        stds=[float(np.sqrt(gmm.covariances_.ravel()[clean])), float(np.sqrt(gmm.covariances_.ravel()[noisy]))],
         warnings=sorted({f"{type(w.message).__name__}: {str(w.message).splitlines()[0][:160]}" for w in caught}),
     )
+
+
+def separation(fit: MixtureFit) -> float:
+    """The gap between the two components' means in units of the larger standard deviation (0 for a failed fit).
+
+    An equal-weight mixture of two normals with one standard deviation is bimodal only when its means are more than
+    two standard deviations apart (Schilling, Watkins and Watkins, The American Statistician 56(3), 2002): below that,
+    the "clean" and "noisy" components describe one blob of losses, and the split carries little information.
+    """
+    if len(fit.means) < 2 or len(fit.stds) < 2:
+        return 0.0
+    spread = max(fit.stds)
+    return float(abs(fit.means[1] - fit.means[0]) / spread) if spread > 0 else float("inf")
 
 
 def classwise_clean_posterior(

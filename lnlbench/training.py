@@ -25,9 +25,11 @@ class OptimSettings:
     batch_size: int
     optimizer: str = "sgd"  # "sgd" (momentum 0.9) or "adam"
     momentum: float = 0.9
-    schedule: str = "cosine"  # "cosine" or "constant"
+    schedule: str = "cosine"  # "cosine", "constant" or "step"
+    milestones: tuple[float, ...] = ()  # "step": fractions of the run after which the lr is divided by 10
 
     def build(self, params, steps_per_epoch: int):
+        """The optimiser and its per-step lr scheduler for a run of `epochs` x `steps_per_epoch` steps."""
         if self.optimizer == "sgd":
             opt = torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
         elif self.optimizer == "adam":
@@ -41,8 +43,11 @@ class OptimSettings:
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
         elif self.schedule == "constant":
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+        elif self.schedule == "step":
+            at = sorted(round(f * total) for f in self.milestones)
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.1 ** sum(s >= m for m in at))
         else:
-            raise ConfigError(f"unknown schedule {self.schedule!r}; use cosine or constant")
+            raise ConfigError(f"unknown schedule {self.schedule!r}; use cosine, constant or step")
         return opt, sched
 
 

@@ -8,13 +8,27 @@ exceeds `p_threshold` are labelled, the rest unlabelled. Each network trains on 
 co-refinement, label co-guessing, sharpening and MixMatch, plus the uniform-prior penalty. Test: both networks'
 summed logits.
 
-Budget scaling: the official run is 300 epochs with a warm-up of 10 (CIFAR-10) or 30 (CIFAR-100) epochs and a
-16-epoch ramp-up of lambda_u. A run here has `epochs` in all (warm-up included, as `--num_epochs` there), so the
-warm-up and the ramp-up are scaled by epochs / 300 (warm-up at least one epoch, at most epochs - 1).
+Budget scaling (lnlbench.methods.SCALING_RULE): the official run is 300 epochs with a warm-up of 10 (CIFAR-10) or
+30 (CIFAR-100) epochs, a 16-epoch linear ramp-up of lambda_u that starts where the warm-up ends, and the lr divided
+by 10 after epoch 150. A run here has `epochs` in all (warm-up included, as `--num_epochs` there): the warm-up is
+10 / 300 * epochs (whole epochs, at least 1), the lr milestone 150 / 300 * epochs, and the ramp-up keeps its official
+ratio to the warm-up it follows (16 / 10 of the warm-up's realised length: 16 / 300 * epochs unless extended below).
+
+Warm-up extension (lnlbench, issue 11). The co-divide is only as good as the warm-up networks: the official warm-up is
+10 epochs of 50,000 images (about 3,900 SGD steps at batch 128), but the scaled one on a 5,000-image set is one epoch
+of 39 steps, after which the training loss still sits at the uniform-prediction value (2.297 against ln 10 = 2.303,
+cifar10-mini, 32 px, sym 50%). The GMM runs on min-max normalised losses, so it always finds two components, but
+here they overlap (measured: means 0.79 to 0.87 larger-component standard deviations apart after 3 warm-up epochs),
+the labelled sets are near the base rate, and MixMatch with lambda_u = 25 within half an epoch pulled the networks
+from 0.26 to 0.16. With `warmup_until_separated` (default) the warm-up goes on past its scaled length, at most to
+half the budget, until both networks' loss mixtures are separated: the means at least `min_separation` (2) of the
+larger standard deviation apart, the bound below which an equal-weight two-normal mixture is not even bimodal. The
+check uses only the noisy labels (the losses the next co-divide would fit); each check is in `warmup_checks`.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -23,7 +37,7 @@ import torch.nn.functional as F
 from lnlbench import engine, hookimpl
 from lnlbench.context import MethodContext
 from lnlbench.errors import ConfigError
-from lnlbench.methods import HParam, Method, MethodOutput
+from lnlbench.methods import SCALING_RULE, HParam, Method, MethodOutput, ScheduleItem, scale_epochs
 from lnlbench.mixmatch import (
     co_guess,
     co_refine,
@@ -33,11 +47,17 @@ from lnlbench.mixmatch import (
     semi_loss,
     uniform_prior_penalty,
 )
-from lnlbench.selection import GMM_MAX_ITER, GMM_REG_COVAR, GMM_TOL, gmm_clean_posterior, minmax
+from lnlbench.selection import GMM_MAX_ITER, GMM_REG_COVAR, GMM_TOL, gmm_clean_posterior, minmax, separation
 from lnlbench.training import optim_from
 
 OFFICIAL_EPOCHS = 300  # Train_cifar.py: --num_epochs 300
 OFFICIAL_RAMPUP = 16  # Train_cifar.py: linear_rampup(..., rampup_length=16)
+OFFICIAL_LR_DROP = 150  # Train_cifar.py: lr /= 10 once epoch >= 150
+
+
+def official_warmup(dataset: str) -> int:
+    """Train_cifar.py: warm_up = 10 for cifar10, 30 for cifar100."""
+    return 30 if dataset.startswith("cifar100") else 10
 _TABLE7 = "DivideMix paper, Appendix B, Table 7 (lambda_u per dataset and noise)"
 
 # lambda_u per (dataset, noise kind, rate), Appendix B / Table 7 of the paper (the argparse default is 25).
@@ -53,9 +73,21 @@ DIVIDEMIX_HPARAMS: dict[str, HParam] = {
     ),
     "warmup_epochs": HParam(
         None,
-        "official Train_cifar.py: warm_up = 10 (cifar10) or 30 (cifar100) of 300 epochs; null scales it to "
-        "max(1, round(warm_up / 300 * epochs)), at most epochs - 1",
+        "official Train_cifar.py: warm_up = 10 (cifar10) or 30 (cifar100) of 300 epochs; null scales it by the "
+        "budget rule (warm_up / 300 * epochs, whole epochs, 1 to epochs - 1), extended by `warmup_until_separated`; "
+        "a number is used as it is",
         low=1,
+    ),
+    "warmup_until_separated": HParam(
+        True,
+        "lnlbench (issue 11, measured in the module docstring): with a null warmup_epochs, warm up past the scaled "
+        "length (at most half the budget) until both networks' loss GMMs are separated",
+    ),
+    "min_separation": HParam(
+        2.0,
+        "Schilling, Watkins & Watkins (Am. Stat. 2002): an equal-weight two-normal mixture is bimodal only when its "
+        "means are over 2 standard deviations apart",
+        help="gap between the GMM means, in units of the larger component standard deviation", low=0.0,
     ),
     "lr": HParam(0.02, "official Train_cifar.py: --lr 0.02 (SGD, momentum 0.9)", low=0.0, low_open=True),
     "weight_decay": HParam(5e-4, "official Train_cifar.py: SGD weight_decay=5e-4", low=0.0),
@@ -64,8 +96,8 @@ DIVIDEMIX_HPARAMS: dict[str, HParam] = {
     ),
     "optimizer": HParam("sgd", "official Train_cifar.py: SGD, momentum 0.9", choices=("sgd", "adam", "adamw")),
     "schedule": HParam(
-        "cosine", "lnlbench choice, as `fft` (official: lr / 10 after epoch 150 of 300), stepped per epoch",
-        choices=("cosine", "constant"),
+        "step", "official Train_cifar.py: lr / 10 from epoch 150 of 300, scaled to 150 / 300 * epochs; stepped per "
+        "epoch", choices=("step", "cosine", "constant"),
     ),
     "augment": HParam(True, "official dataloader_cifar.py: RandomCrop(32, padding=4) + RandomHorizontalFlip"),
     "alpha": HParam(4.0, "official Train_cifar.py: --alpha 4 (Beta parameter of MixMatch)", low=0.0, low_open=True),
@@ -76,7 +108,8 @@ DIVIDEMIX_HPARAMS: dict[str, HParam] = {
     "lambda_u": HParam(25.0, "official Train_cifar.py: --lambda_u 25 (per-setting values: " + _TABLE7 + ")", low=0.0),
     "rampup_epochs": HParam(
         None,
-        "official Train_cifar.py: linear_rampup(rampup_length=16) of 300 epochs; null scales it to 16 / 300 * epochs",
+        "official Train_cifar.py: linear_rampup(rampup_length=16) from the end of the warm-up (warm_up = 10); null "
+        "keeps that 16 : warm_up ratio to the realised warm-up (16 / 300 * epochs when the warm-up is not extended)",
         low=0.0,
     ),
     "conf_penalty": HParam(
@@ -104,8 +137,23 @@ def _nearest(table: dict[float, float], rate: float) -> float:
 
 def scaled_warmup(dataset: str, epochs: int) -> int:
     """The official warm-up (10 of 300 epochs, 30 for CIFAR-100) scaled to `epochs`: at least 1, at most epochs - 1."""
-    official = 30 if dataset.startswith("cifar100") else 10
-    return min(max(1, round(official / OFFICIAL_EPOCHS * epochs)), epochs - 1)
+    return int(scale_epochs(official_warmup(dataset), OFFICIAL_EPOCHS, epochs, low=1, high=epochs - 1))
+
+
+def warmup_bounds(hp: dict, dataset: str) -> tuple[int, int]:
+    """(fewest, most) warm-up epochs: the scaled (or given) length, and half the budget when it may be extended."""
+    epochs = int(hp["epochs"])
+    if hp["warmup_epochs"] is not None:
+        return int(hp["warmup_epochs"]), int(hp["warmup_epochs"])
+    low = scaled_warmup(dataset, epochs)
+    return (low, max(low, epochs // 2)) if hp["warmup_until_separated"] else (low, low)
+
+
+def rampup_for(hp: dict, dataset: str, warmup: int) -> float:
+    """The lambda_u ramp-up length: given, or the official 16 epochs per official warm-up, times the realised one."""
+    if hp["rampup_epochs"] is not None:
+        return float(hp["rampup_epochs"])
+    return OFFICIAL_RAMPUP / official_warmup(dataset) * warmup
 
 
 def divide(losses: torch.Tensor, history: list[torch.Tensor], hp: dict, seed: int) -> tuple[torch.Tensor, Any]:
@@ -177,17 +225,47 @@ class DivideMix(Method):
                 f"pass --set warmup_epochs=<below {hparams['epochs']}> or more epochs"
             )
 
+    @classmethod
+    def schedule(cls, hparams: dict, dataset: str) -> list[ScheduleItem]:
+        """Warm-up, its possible extension, the lambda_u ramp-up and the lr milestone at this budget."""
+        epochs = int(hparams["epochs"])
+        low, high = warmup_bounds(hparams, dataset)
+        warm = official_warmup(dataset or "cifar10")
+        ramp_low, ramp_high = rampup_for(hparams, dataset, low), rampup_for(hparams, dataset, high)
+        items = [
+            ScheduleItem("epochs", epochs, f"{OFFICIAL_EPOCHS} (official Train_cifar.py: --num_epochs 300)"),
+            ScheduleItem(
+                "warm-up epochs", low if low == high else f"{low} to {high}",
+                f"{warm} of {OFFICIAL_EPOCHS} (official Train_cifar.py: warm_up)",
+                "" if low == high else f"extended past {low} until both loss GMMs are separated "
+                f"(min_separation {hparams['min_separation']}), at most half the budget",
+            ),
+            ScheduleItem(
+                "lambda_u ramp-up (epochs after the warm-up)",
+                round(ramp_low, 3) if low == high else f"{ramp_low:.3g} to {ramp_high:.3g}",
+                f"{OFFICIAL_RAMPUP} after a warm-up of {warm} (official Train_cifar.py: linear_rampup)",
+                f"lambda_u = {hparams['lambda_u']} reached at the ramp's end",
+            ),
+        ]
+        if hparams["schedule"] == "step":
+            drop = scale_epochs(OFFICIAL_LR_DROP, OFFICIAL_EPOCHS, epochs, low=0)
+            items.append(ScheduleItem(
+                "lr / 10 from epoch", drop + 1, f"{OFFICIAL_LR_DROP + 1} of {OFFICIAL_EPOCHS} (official Train_cifar.py)"
+            ))
+        else:
+            items.append(ScheduleItem("lr schedule", hparams["schedule"], "lnlbench (official: step at 150 of 300)"))
+        return items
+
     def fit(self, ctx: MethodContext) -> MethodOutput:
         hp = ctx.hparams
         epochs = int(hp["epochs"])
-        warmup = scaled_warmup(ctx.config.dataset, epochs) if hp["warmup_epochs"] is None else int(hp["warmup_epochs"])
-        rampup = OFFICIAL_RAMPUP / OFFICIAL_EPOCHS * epochs
-        if hp["rampup_epochs"] is not None:
-            rampup = float(hp["rampup_epochs"])
+        min_warmup, max_warmup = warmup_bounds(hp, ctx.config.dataset)
         nets = (ctx.make_model(0), ctx.make_model(1))
         # One optimiser per network for warm-up and training alike (as Train_cifar.py); the lr follows the schedule
         # per epoch, stepped at each epoch's end.
         settings = optim_from(hp)
+        if settings.schedule == "step":
+            settings = replace(settings, milestones=(OFFICIAL_LR_DROP / OFFICIAL_EPOCHS,))
         built = [settings.build(net.parameters(), 1) for net in nets]
         opts = [b[0] for b in built]
         scheds = [b[1] for b in built]
@@ -196,7 +274,8 @@ class DivideMix(Method):
         n = len(labels)
         state: dict[str, Any] = {"net1": nets[0], "net2": nets[1], "opt1": opts[0], "opt2": opts[1],
                                  "sched1": scheds[0], "sched2": scheds[1]}
-        memory: dict[str, Any] = {"history1": [], "history2": [], "gmm": [], "labeled": []}
+        memory: dict[str, Any] = {"history1": [], "history2": [], "gmm": [], "labeled": [], "warmup_checks": [],
+                                  "warmup_done": None}
         state["memory"] = memory
 
         def step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
@@ -212,7 +291,9 @@ class DivideMix(Method):
 
         # --- warm-up: CE on all noisy labels, each network with its own shuffle, batch 2 x batch_size ------------
         with ctx.phase("warmup"):
-            for epoch in ctx.epochs("warmup", warmup, state):
+            for epoch in ctx.epochs("warmup", max_warmup, state):
+                if memory["warmup_done"] is not None:
+                    break  # decided at the end of the previous epoch (and checkpointed with it)
                 losses = []
                 for i, (net, opt) in enumerate(zip(nets, opts)):
                     net.train()
@@ -230,9 +311,20 @@ class DivideMix(Method):
                     losses.append(engine.check_finite(total / max(seen, 1), "warmup", epoch))
                 for s in scheds:
                     s.step()
+                extra = {}
+                if epoch + 1 >= max_warmup:
+                    memory["warmup_done"] = epoch + 1
+                elif epoch + 1 >= min_warmup:
+                    seps = self._separations(ctx, nets, hp, epoch)
+                    memory["warmup_checks"].append({"epoch": epoch, "separation": seps})
+                    extra = {"separation": seps[0], "separation_net2": seps[1]}
+                    if min(seps) >= hp["min_separation"]:
+                        memory["warmup_done"] = epoch + 1
                 ctx.log_epoch(
-                    "warmup", epoch, train_loss=losses[0], train_loss_net2=losses[1], test_acc=evaluate_both()
+                    "warmup", epoch, train_loss=losses[0], train_loss_net2=losses[1], test_acc=evaluate_both(), **extra
                 )
+        warmup = int(memory["warmup_done"] or max_warmup)
+        rampup = rampup_for(hp, ctx.config.dataset, warmup)
 
         # --- co-divide and semi-supervised training -------------------------------------------------------------
         for t in ctx.epochs("train", epochs - warmup, state):
@@ -270,8 +362,12 @@ class DivideMix(Method):
                               lambda_u=linear_rampup(epoch + 1, warmup, rampup, hp["lambda_u"]))
 
         gmm_log = memory["gmm"]
+        checks = memory["warmup_checks"]
         diagnostics = {
             "warmup_epochs": warmup,
+            "warmup_bounds": [min_warmup, max_warmup],
+            "warmup_checks": checks,
+            "warmup_separated": bool(checks) and min(checks[-1]["separation"]) >= hp["min_separation"],
             "rampup_epochs": rampup,
             "lambda_u": hp["lambda_u"],
             "labeled_sizes": memory["labeled"],
@@ -280,6 +376,18 @@ class DivideMix(Method):
             "test": "sum of both networks' logits",
         }
         return MethodOutput(ensemble, diagnostics=diagnostics)
+
+    @staticmethod
+    def _separations(ctx: MethodContext, nets: tuple[torch.nn.Module, ...], hp: dict, epoch: int) -> list[float]:
+        """Each network's loss-GMM separation on the un-augmented training set (the co-divide's own fit)."""
+        out = []
+        for i, net in enumerate(nets):
+            ce = engine.per_sample_ce(engine.predict_logits(net, ctx.train, ctx.precision), ctx.noisy_labels)
+            fit = gmm_clean_posterior(minmax(ce).float(), max_iter=hp["gmm_max_iter"], tol=hp["gmm_tol"],
+                                      reg_covar=hp["gmm_reg_covar"],
+                                      seed=engine.derive_seed(ctx.seed, "warmup-gmm", i, epoch) % 2**31)
+            out.append(separation(fit))
+        return out
 
     @staticmethod
     def _train_one(
