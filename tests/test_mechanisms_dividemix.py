@@ -277,7 +277,7 @@ def test_unlabelled_loss_enters_with_its_linearly_ramped_weight(tmp_path, monkey
 
     lambda_u = ctx.hparams["lambda_u"]
     steps: dict[int, list[tuple[float, float, float, float]]] = {}
-    call, semi, penalty = -1, (0.0, 0.0), 0.0
+    call, semi, penalty = -1, None, None
     for kind, value in log:
         if kind == "train":
             call = value
@@ -287,7 +287,9 @@ def test_unlabelled_loss_enters_with_its_linearly_ramped_weight(tmp_path, monkey
         elif kind == "penalty":
             penalty = value
         elif call >= 0:  # an optimiser step of the semi-supervised phase (warm-up steps come before any call)
+            assert semi is not None and penalty is not None  # both terms computed for this very step
             steps[call].append((semi[0], semi[1], penalty, value))
+            semi, penalty = None, None
     assert sorted(steps) == list(range(2 * (EPOCHS - WARMUP)))
     contributions = []
     for call, rows in steps.items():
