@@ -310,7 +310,6 @@ def test_two_concurrent_lnlbench_run_train_once(tmp_path):
     """While one process executes a run (here this test, holding the run's lock), `lnlbench run` of the same config
     waits for it and then returns its record instead of training a second time."""
     import os
-    import threading
 
     from lnlbench.execution import claim
 
@@ -319,20 +318,18 @@ def test_two_concurrent_lnlbench_run_train_once(tmp_path):
     cmd = [sys.executable, "-m", "lnlbench.cli", "run", "--dataset", "digits", "--noise", "sym", "--rate", "0.4",
            "--method", "fft", "--set", "epochs=1", "--backbone", "test_efficientnet", "--weights", "random",
            "--image-size", "8", "--out", str(out), "--cache-dir", str(cache)]
-    lines: list[str] = []
-    with claim(out / config.run_id, "test"):
-        second = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  env={**os.environ, "OMP_NUM_THREADS": "1"})
-        reader = threading.Thread(target=lambda: lines.extend(second.stderr), daemon=True)
-        reader.start()
-        deadline = time.monotonic() + 300
-        while not any("waiting for it to end" in line for line in lines):
-            assert second.poll() is None and time.monotonic() < deadline, "".join(lines)
-            time.sleep(0.05)
-        first = execute_run(config, out, cache_dir=cache, verbose=False)  # the first process trains
-    stdout, _ = second.communicate(timeout=600)
-    reader.join(timeout=10)
-    err = "".join(lines)
+    err_file = tmp_path / "second.stderr"
+    with open(err_file, "w") as err_handle:
+        with claim(out / config.run_id, "test"):
+            second = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err_handle, text=True,
+                                      env={**os.environ, "OMP_NUM_THREADS": "1"})
+            deadline = time.monotonic() + 300
+            while "waiting for it to end" not in err_file.read_text():
+                assert second.poll() is None and time.monotonic() < deadline, err_file.read_text()
+                time.sleep(0.05)
+            first = execute_run(config, out, cache_dir=cache, verbose=False)  # the first process trains
+        stdout, _ = second.communicate(timeout=600)  # the lock is free: the second finds the run done
+    err = err_file.read_text()
     assert first["status"] == "done" and second.returncode == 0, err
     assert "already done" in err and "epoch 1" not in err  # the second trained nothing
     assert f"test_acc {first['metrics']['test_acc']:.4f}" in stdout  # and reports the first one's record
