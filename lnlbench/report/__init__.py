@@ -128,6 +128,7 @@ def build_report(
             cost_table.notes += cost_notes
             acc_table.notes += acc_notes
             warnings += [f"{dataset} · {backbone}: {n}" for n in cost_notes + acc_notes]
+            acc_table.notes.append(data_note(table_runs))
             per = leaderboard.rank_settings(t)
             overall = leaderboard.rank_overall(per)
             lb_tables = [
@@ -230,6 +231,15 @@ def build_report(
         files=files,
         timings=timings,
     )
+
+
+def data_note(runs: pd.DataFrame) -> str:
+    """Which data a table's runs trained on: training-set size and content fingerprint."""
+    sizes = sorted({int(n) for n in runs["n_train"] if n == n})
+    prints = sorted({fp[:12] for fp in runs["data_fingerprint"] if fp})
+    size = ", ".join(f"{n:,}" for n in sizes) or "unknown"
+    content = ", ".join(prints) if prints else "not recorded (schema-old records)"
+    return f"training set: {size} images; data fingerprint {content}"
 
 
 def provenance_notes(runs: pd.DataFrame) -> tuple[list[str], list[str]]:
