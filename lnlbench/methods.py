@@ -30,6 +30,8 @@ class HParam:
 
     def check(self, name: str, value: Any) -> Any:
         """Coerce `value` to the default's type and check bounds/choices; raise ConfigError naming the fix."""
+        if self.default is None and isinstance(value, str) and (self.low is not None or self.high is not None):
+            value = _coerce(name, value, 0.0)  # a null default with numeric bounds takes numbers ("1e-3" from YAML)
         value = _coerce(name, value, self.default)
         if self.choices is not None and value not in self.choices:
             raise ConfigError(f"hyperparameter {name}={value!r} is not one of {list(self.choices)}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
 import socket
 import sys
 import time
@@ -276,8 +275,8 @@ def execute_run(
     "failed", its error and traceback.txt; a configuration error raises before anything is written.
     """
     run_dir = RunDir(out, config.run_id)
-    done = run_dir.read_result()
-    if done and done.get("status") == "done" and done.get("schema") == SCHEMA:
+    done = run_dir.done_record()
+    if done is not None:
         _log(verbose, f"run {config.run_id}: already done")
         return done
     try:
@@ -312,8 +311,6 @@ def execute_run(
     try:
         _execute(config, run_dir, record, cache_dir, dev, timer, verbose)
         record["status"] = "done"
-        if not keep_checkpoints:
-            shutil.rmtree(run_dir.checkpoints, ignore_errors=True)
     except Exception as exc:
         record["status"] = "failed"
         record["error"] = f"{type(exc).__name__}: {exc}"
@@ -343,6 +340,8 @@ def execute_run(
         cost.update(engine.throughput(cost.get("images_seen", 0), timer.charged()))
         if record["status"] != "running":
             write_json_atomic(run_dir.result, record)
+            if record["status"] == "done" and not keep_checkpoints:
+                run_dir.remove_checkpoints()  # only now: until the record is on disk, they are what a resume needs
             notify_run_finished(record)
     return record
 
@@ -447,3 +446,5 @@ def _execute(
     if ctx.feature_costs:
         record["cost"]["features"] = ctx.feature_costs
     _log(verbose, f"run {config.run_id}: test_acc {final_acc:.4f}")
+    for warning in (output.diagnostics or {}).get("warnings", []):  # e.g. a probe that did not learn (issue 11)
+        _log(verbose, f"run {config.run_id}: warning: {warning}")

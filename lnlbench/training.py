@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
@@ -44,19 +46,127 @@ class OptimSettings:
         elif self.schedule == "constant":
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
         elif self.schedule == "step":
-            at = sorted(round(f * total) for f in self.milestones)
+            at = sorted(math.floor(f * total + 0.5) for f in self.milestones)  # halves up, as scale_epochs
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.1 ** sum(s >= m for m in at))
         else:
             raise ConfigError(f"unknown schedule {self.schedule!r}; use cosine, constant or step")
         return opt, sched
 
 
+# --- the linear probe's defaults: chosen on a held-out split of the NOISY training labels (issue 11) --------------
+
+PROBE_RULE = (
+    "probe rule: hold out a seeded 20% of the training samples with their noisy labels, fit the probe on the other 80% "
+    "for every (lr, weight_decay) of the grid, keep the pair with the lowest held-out loss (the probe's own loss, on "
+    "noisy labels: a proper scoring rule for the noisy-label distribution; Chen et al., ICML 2019 show noisy "
+    "validation tracks clean accuracy), then fit on all samples; never the clean labels or the test set"
+)
+PROBE_LR_GRID = (1e-3, 1e-2)  # Adam's usual default (Kingma & Ba 2015) and ten times it
+PROBE_WEIGHT_DECAY_GRID = (0.0, 1e-3, 1e-2, 0.1, 0.3, 1.0)  # none, then decades up to the strongest useful L2
+PROBE_HOLDOUT = 0.2
+# A probe "learned" when its training loss ends below the uniform-prediction loss by at least this fraction of it. The
+# 32 px probe of issue 11 sat 0.09% below (1.1425 against 1.1435) and the wd 0.3 probe 0.45% below; the best possible
+# probe on sym-80% CIFAR-10 labels (noisy-label posterior 0.2 / 0.089) is 1.5% (GCE) to 1.9% (CE) below.
+PROBE_MARGIN = 0.005
+
+
+def uniform_loss(loss: str, num_classes: int, gce_q: float = 0.7) -> float:
+    """The per-sample loss of a uniform prediction 1/C: ln C for CE, (1 - C^-q) / q for GCE."""
+    if loss == "gce":
+        return (1.0 - num_classes ** (-gce_q)) / gce_q
+    return math.log(num_classes)
+
+
+def fit_head(
+    head: torch.nn.Linear, x: torch.Tensor, y: torch.Tensor, settings: OptimSettings, loss: str, gce_q: float,
+    generator: torch.Generator,
+) -> torch.nn.Linear:
+    """Train `head` on features `x` (on its device) with labels `y`; no checkpoint, no log (the probe rule's fits)."""
+    opt, sched = settings.build(head.parameters(), math.ceil(len(x) / settings.batch_size))
+    head.train()
+    for _ in range(settings.epochs):
+        for idx in engine.index_batches(torch.arange(len(x)), settings.batch_size, generator):
+            idx = idx.to(x.device)
+            batch_loss = per_sample_loss(loss, head(x[idx]), y[idx], gce_q).mean()
+            opt.zero_grad(set_to_none=True)
+            batch_loss.backward()
+            opt.step()
+            sched.step()
+    return head.eval()
+
+
+def choose_probe_settings(
+    ctx: MethodContext, phase: str, head: torch.nn.Linear, train_feats: torch.Tensor, base: OptimSettings,
+    loss: str = "ce", gce_q: float = 0.7, lr: float | None = None, weight_decay: float | None = None,
+) -> tuple[OptimSettings, dict[str, Any]]:
+    """`base` with lr and weight decay chosen by PROBE_RULE where they are None; returns it and the rule's record.
+
+    Only the noisy training labels are used. The choice is saved next to the phase's checkpoint, so a resumed run
+    does not refit the grid.
+    """
+    if lr is not None and weight_decay is not None:
+        return replace(base, lr=float(lr), weight_decay=float(weight_decay)), {"rule": "given"}
+    saved = ctx.checkpoint_dir / f"{phase}-probe-rule.json"
+    if saved.exists():
+        record = json.loads(saved.read_text())
+        return replace(base, lr=record["chosen"]["lr"], weight_decay=record["chosen"]["weight_decay"]), record
+    dev = ctx.device
+    x, y = train_feats.to(dev).float(), ctx.noisy_labels.to(dev)
+    order = torch.randperm(len(x), generator=ctx.rng(phase, "holdout")).to(dev)
+    n_out = int(len(x) * PROBE_HOLDOUT)
+    if n_out == 0 or n_out == len(x):
+        raise ConfigError(f"{len(x)} training samples cannot be split for the probe rule; pass --set lr=... and "
+                          "--set weight_decay=... (or the lp_ names for turn)")
+    held, fit_idx = order[:n_out], order[n_out:]
+    lrs = PROBE_LR_GRID if lr is None else (float(lr),)
+    wds = PROBE_WEIGHT_DECAY_GRID if weight_decay is None else (float(weight_decay),)
+    grid = []
+    for i, a in enumerate(lrs):
+        for j, w in enumerate(wds):
+            trial = torch.nn.Linear(head.in_features, head.out_features).to(dev)
+            trial.load_state_dict(head.state_dict())
+            fit_head(trial, x[fit_idx], y[fit_idx], replace(base, lr=a, weight_decay=w), loss, gce_q,
+                     ctx.rng(phase, "probe-rule", i, j))
+            with torch.inference_mode():
+                logits = trial(x[held])
+                held_loss = float(per_sample_loss(loss, logits, y[held], gce_q).mean())
+                held_acc = float((logits.argmax(1) == y[held]).float().mean())
+            grid.append({"lr": a, "weight_decay": w, "holdout_loss": held_loss, "holdout_noisy_acc": held_acc})
+    best = min(grid, key=lambda g: g["holdout_loss"])  # ties: the first in grid order
+    record = {"rule": PROBE_RULE, "holdout": n_out, "loss": loss, "grid": grid,
+              "chosen": {"lr": best["lr"], "weight_decay": best["weight_decay"]}}
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps(record))
+    return replace(base, lr=best["lr"], weight_decay=best["weight_decay"]), record
+
+
+def probe_check(
+    ctx: MethodContext, head: torch.nn.Linear, train_feats: torch.Tensor, loss: str, gce_q: float, name: str
+) -> dict[str, Any]:
+    """Whether the probe learned: its final training loss against the uniform-prediction loss (PROBE_MARGIN)."""
+    with torch.inference_mode():
+        logits = head.eval()(train_feats.to(ctx.device).float())
+        final = float(per_sample_loss(loss, logits, ctx.noisy_labels.to(ctx.device), gce_q).mean())
+    uniform = uniform_loss(loss, ctx.num_classes, gce_q)
+    learned = final < uniform * (1.0 - PROBE_MARGIN)
+    out: dict[str, Any] = {"loss": loss, "final_train_loss": final, "uniform_loss": uniform,
+                           "margin": PROBE_MARGIN, "learned": learned}
+    if not learned:
+        out["warning"] = (f"{name} did not learn: its training {loss} loss {final:.4f} is not below the uniform-"
+                          f"prediction loss {uniform:.4f} by {PROBE_MARGIN:.1%}")
+    return out
+
+
 def optim_from(hp: dict, prefix: str = "") -> OptimSettings:
-    """OptimSettings from hyperparameters named `{prefix}epochs`, `{prefix}lr`, ... (optimizer/schedule optional)."""
+    """OptimSettings from hyperparameters named `{prefix}epochs`, `{prefix}lr`, ... (optimizer/schedule optional).
+
+    A null lr or weight decay (the probes' defaults) becomes NaN here, to be replaced by `choose_probe_settings`.
+    """
+    lr, wd = hp[f"{prefix}lr"], hp[f"{prefix}weight_decay"]
     return OptimSettings(
         epochs=int(hp[f"{prefix}epochs"]),
-        lr=float(hp[f"{prefix}lr"]),
-        weight_decay=float(hp[f"{prefix}weight_decay"]),
+        lr=float("nan") if lr is None else float(lr),  # None: chosen later by the probe rule
+        weight_decay=float("nan") if wd is None else float(wd),
         batch_size=int(hp[f"{prefix}batch_size"]),
         optimizer=str(hp.get(f"{prefix}optimizer", "sgd")),
         schedule=str(hp.get(f"{prefix}schedule", "cosine")),

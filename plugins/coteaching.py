@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from lnlbench import engine, hookimpl
 from lnlbench.context import MethodContext
 from lnlbench.errors import ConfigError
-from lnlbench.methods import HParam, Method, MethodOutput
+from lnlbench.methods import HParam, Method, MethodOutput, ScheduleItem, scale_epochs
 from lnlbench.selection import estimate_noise_rate, probe_losses, small_loss_count, small_loss_indices
-from lnlbench.training import OptimSettings, optim_from
+from lnlbench.training import OptimSettings, choose_probe_settings, optim_from
 from lnlbench_plugins.fft import FFT_HPARAMS
 from lnlbench_plugins.lp import LP_HPARAMS
 
@@ -53,8 +53,8 @@ COTEACHING_HPARAMS: dict[str, HParam] = {
         "auto",
         "lnlbench: 'given' uses the declared noise rate as the official code does (converted to the expected fraction "
         "of wrong labels for sym-dividemix); 'estimated' reads it off TURN's per-class two-component GMMs on the "
-        "losses of a GCE linear probe (lp's defaults); 'auto' is 'given' unless the noise model ignores the rate "
-        "(e.g. `file`)",
+        "losses of a GCE linear probe (lp's defaults, lr and weight decay by its probe rule); 'auto' is 'given' "
+        "unless the noise model ignores the rate (e.g. `file`)",
         choices=("auto", "given", "estimated"),
     ),
     "num_gradual": HParam(
@@ -71,8 +71,8 @@ COTEACHING_HPARAMS: dict[str, HParam] = {
 
 
 def scaled_num_gradual(epochs: int) -> int:
-    """T_k for a run of `epochs`: the official 10 of 200 epochs scaled, at least 1."""
-    return max(1, round(OFFICIAL_NUM_GRADUAL / OFFICIAL_EPOCHS * epochs))
+    """T_k for a run of `epochs`: the official 10 of 200 epochs scaled by the budget rule, at least 1."""
+    return int(scale_epochs(OFFICIAL_NUM_GRADUAL, OFFICIAL_EPOCHS, epochs))
 
 
 def forget_rate_at(epoch: int, tau: float, num_gradual: int) -> float:
@@ -171,10 +171,11 @@ def resolve_tau(ctx: MethodContext) -> tuple[float, dict[str, Any]]:
         torch.manual_seed(engine.derive_seed(ctx.seed, "estimate", "head"))
         head = torch.nn.Linear(train_feats.shape[1], ctx.num_classes)
         settings = OptimSettings(
-            epochs=int(LP_HPARAMS["epochs"].default), lr=float(LP_HPARAMS["lr"].default),
-            weight_decay=float(LP_HPARAMS["weight_decay"].default), batch_size=int(LP_HPARAMS["batch_size"].default),
-            optimizer=str(LP_HPARAMS["optimizer"].default),
+            epochs=int(LP_HPARAMS["epochs"].default), lr=float("nan"), weight_decay=float("nan"),
+            batch_size=int(LP_HPARAMS["batch_size"].default), optimizer=str(LP_HPARAMS["optimizer"].default),
         )
+        # lr and weight decay by the probe rule, as `lp` and TURN's step 1 (held-out noisy labels only)
+        settings, _ = choose_probe_settings(ctx, "estimate", head, train_feats, settings, "gce", 0.7)
         _, losses = probe_losses(ctx, "estimate", head, train_feats, test_feats, settings, "gce", 0.7)
         tau, fits = estimate_noise_rate(losses, ctx.noisy_labels, ctx.num_classes, seed=ctx.seed)
     if tau >= 1.0:
@@ -188,6 +189,23 @@ class CoTeaching(Method):
     needs = frozenset({"two_networks"})
     selects = True
     hparam_space = COTEACHING_HPARAMS
+
+    @classmethod
+    def schedule(cls, hparams: dict, dataset: str) -> list[ScheduleItem]:
+        """T_k and the forget-rate schedule at this budget."""
+        epochs = int(hparams["epochs"])
+        tk = int(hparams["num_gradual"]) if hparams["num_gradual"] is not None else scaled_num_gradual(epochs)
+        tau = "tau" if hparams["forget_rate"] is None else f"{hparams['forget_rate']}"
+        return [
+            ScheduleItem("epochs", epochs, f"{OFFICIAL_EPOCHS} (official main.py: --n_epoch 200)"),
+            ScheduleItem("T_k (epochs)", tk, f"{OFFICIAL_NUM_GRADUAL} of {OFFICIAL_EPOCHS} (official main.py: "
+                         "--num_gradual)"),
+            ScheduleItem("forget rate R(t), t the 0-based epoch", f"{tau} * min(t / {tk}, 1)",
+                         "Co-teaching paper, Algorithm 1: R(T) = tau * min(T / T_k, 1)",
+                         f"full forget rate from epoch {tk + 1}"),
+            ScheduleItem("lr schedule", hparams["schedule"], "as `fft` (official main.py: Adam, linear decay from "
+                         "epoch 80 of 200)"),
+        ]
 
     @classmethod
     def validate(cls, hparams: dict, rate: float) -> None:

@@ -244,7 +244,7 @@ class DivideMix(Method):
                 "lambda_u ramp-up (epochs after the warm-up)",
                 round(ramp_low, 3) if low == high else f"{ramp_low:.3g} to {ramp_high:.3g}",
                 f"{OFFICIAL_RAMPUP} after a warm-up of {warm} (official Train_cifar.py: linear_rampup)",
-                f"lambda_u = {hparams['lambda_u']} reached at the ramp's end",
+                f"lambda_u = {hparams['lambda_u']} reached at the ramp's end (if the run lasts that long)",
             ),
         ]
         if hparams["schedule"] == "step":

@@ -6,7 +6,7 @@ import torch
 
 from lnlbench import hookimpl
 from lnlbench.context import MethodContext
-from lnlbench.methods import HParam, Method, MethodOutput
+from lnlbench.methods import HParam, Method, MethodOutput, ScheduleItem
 from lnlbench.training import finetune, optim_from
 
 # SGD with momentum and cosine decay is the common fine-tuning recipe for ImageNet-pretrained CNNs on CIFAR
@@ -26,6 +26,12 @@ class FullFineTune(Method):
     name = "fft"
     description = "Full fine-tuning of backbone and head with cross-entropy (the standard transfer baseline)"
     hparam_space = FFT_HPARAMS
+
+    @classmethod
+    def schedule(cls, hparams: dict, dataset: str) -> list[ScheduleItem]:
+        """The epochs; the cosine schedule spans them, so it keeps its shape at any budget."""
+        return [ScheduleItem("epochs", int(hparams["epochs"]), f"{FFT_HPARAMS['epochs'].default} (lnlbench reference)",
+                             f"lr schedule {hparams['schedule']} over all epochs")]
 
     def fit(self, ctx: MethodContext) -> MethodOutput:
         model = ctx.make_model()

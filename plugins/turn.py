@@ -17,7 +17,7 @@ from lnlbench import hookimpl
 from lnlbench.context import MethodContext
 from lnlbench.errors import TrainingError
 from lnlbench.losses import generalized_cross_entropy
-from lnlbench.methods import HParam, Method, MethodOutput
+from lnlbench.methods import HParam, Method, MethodOutput, ScheduleItem, scale_epochs
 from lnlbench.selection import (
     BALANCE_RULES,
     GMM_MAX_ITER,
@@ -29,18 +29,35 @@ from lnlbench.selection import (
     probe_losses,
     summarize_fits,
 )
-from lnlbench.training import finetune, optim_from
+from lnlbench.training import choose_probe_settings, finetune, optim_from, probe_check
 from lnlbench_plugins.fft import FFT_HPARAMS
 from lnlbench_plugins.lp import LP_HPARAMS
 
 _LP = "as `lp` (plugins/lp.py): "
+REF_LP_EPOCHS = int(LP_HPARAMS["epochs"].default)
+REF_FT_EPOCHS = int(FFT_HPARAMS["epochs"].default)
+
+
+def lp_epochs_for(hp: dict) -> int:
+    """Step-1 epochs: given, or the reference 50 per 10 fine-tuning epochs scaled to ft_epochs (SCALING_RULE)."""
+    if hp["lp_epochs"] is not None:
+        return int(hp["lp_epochs"])
+    return int(scale_epochs(REF_LP_EPOCHS, REF_FT_EPOCHS, int(hp["ft_epochs"])))
 _FT = "as `fft`, so step 3 differs from FFT only in its data and init: "
 
 TURN_HPARAMS: dict[str, HParam] = {
     # Step 1: linear probing on cached features. The paper fixes the robust loss, not the optimiser.
-    "lp_epochs": HParam(LP_HPARAMS["epochs"].default, _LP + LP_HPARAMS["epochs"].source, low=1),
-    "lp_lr": HParam(LP_HPARAMS["lr"].default, _LP + LP_HPARAMS["lr"].source, low=0.0, low_open=True),
-    "lp_weight_decay": HParam(LP_HPARAMS["weight_decay"].default, _LP + LP_HPARAMS["weight_decay"].source, low=0.0),
+    "lp_epochs": HParam(
+        None,
+        f"lnlbench reference schedule ({REF_LP_EPOCHS} probe epochs per {REF_FT_EPOCHS} fine-tuning epochs: `lp`'s "
+        f"{REF_LP_EPOCHS}, `fft`'s {REF_FT_EPOCHS}; the paper fixes neither); null scales it with ft_epochs by the "
+        "budget rule",
+        low=1,
+    ),
+    "lp_lr": HParam(LP_HPARAMS["lr"].default, _LP + LP_HPARAMS["lr"].source + ", on the GCE loss",
+                    low=0.0, low_open=True),
+    "lp_weight_decay": HParam(LP_HPARAMS["weight_decay"].default,
+                              _LP + LP_HPARAMS["weight_decay"].source + ", on the GCE loss", low=0.0),
     "lp_batch_size": HParam(LP_HPARAMS["batch_size"].default, _LP + LP_HPARAMS["batch_size"].source, low=1),
     "lp_optimizer": HParam(LP_HPARAMS["optimizer"].default, _LP + "Adam", choices=("adam", "adamw", "sgd")),
     "lp_schedule": HParam(LP_HPARAMS["schedule"].default, _LP + "cosine", choices=("cosine", "constant")),
@@ -84,17 +101,24 @@ TURN_HPARAMS: dict[str, HParam] = {
 
 
 def step1_linear_probe(
-    ctx: MethodContext, model: torch.nn.Module, train_feats: torch.Tensor, test_feats: torch.Tensor
+    ctx: MethodContext, model: torch.nn.Module, train_feats: torch.Tensor, test_feats: torch.Tensor,
+    record: dict | None = None,
 ) -> tuple[torch.nn.Linear, torch.Tensor]:
     """Train a copy of `model`'s head on cached features of the frozen backbone; `model` itself is not touched.
 
-    Returns the trained head and its per-sample losses on the training set (the loss named by `selection_loss`).
+    Returns the trained head and its per-sample losses on the training set (the loss named by `selection_loss`);
+    `record`, when given, receives the probe rule's choice and whether the probe learned (`probe_check`).
     """
     hp = ctx.hparams
     head = torch.nn.Linear(train_feats.shape[1], ctx.num_classes)
     head.load_state_dict(model.get_classifier().state_dict())
-    lp = optim_from(hp, "lp_")
+    lp, rule = choose_probe_settings(ctx, "linear_probe", head, train_feats,
+                                     optim_from({**hp, "lp_epochs": lp_epochs_for(hp)}, "lp_"), hp["loss"],
+                                     hp["gce_q"], hp["lp_lr"], hp["lp_weight_decay"])
     head, ce = probe_losses(ctx, "linear_probe", head, train_feats, test_feats, lp, hp["loss"], hp["gce_q"])
+    check = probe_check(ctx, head, train_feats, hp["loss"], hp["gce_q"], "TURN's step-1 probe")
+    if record is not None:
+        record.update(check, lr=lp.lr, weight_decay=lp.weight_decay, rule=rule)
     if hp["selection_loss"] == "ce":
         return head, ce
     with torch.inference_mode():
@@ -129,13 +153,30 @@ class Turn(Method):
     selects = True
     hparam_space = TURN_HPARAMS
 
+    @classmethod
+    def budget_hparams(cls, epochs: int) -> dict:
+        """A budget is TURN's fine-tuning epochs (the images it trains on, as `fft`); step 1 follows by the rule."""
+        return {"ft_epochs": epochs}
+
+    @classmethod
+    def schedule(cls, hparams: dict, dataset: str) -> list[ScheduleItem]:
+        """Step-1 and step-3 epochs at this budget."""
+        return [
+            ScheduleItem("step-3 fine-tuning epochs", int(hparams["ft_epochs"]),
+                         f"{REF_FT_EPOCHS} (lnlbench reference schedule, as `fft`)", f"lr schedule {hparams['ft_schedule']}"),
+            ScheduleItem("step-1 probe epochs", lp_epochs_for(hparams),
+                         f"{REF_LP_EPOCHS} per {REF_FT_EPOCHS} fine-tuning epochs (lnlbench reference schedule)",
+                         f"lr schedule {hparams['lp_schedule']}"),
+        ]
+
     def fit(self, ctx: MethodContext) -> MethodOutput:
         hp = ctx.hparams
         model = ctx.make_model(0)
         with ctx.phase("features"):
             train_feats, test_feats = ctx.features("train"), ctx.features("test")
+        probe: dict = {}
         with ctx.phase("linear_probe"):
-            head, losses = step1_linear_probe(ctx, model, train_feats, test_feats)
+            head, losses = step1_linear_probe(ctx, model, train_feats, test_feats, record=probe)
         with ctx.phase("select"):
             mask, diag = step2_select(ctx, losses)
             ctx.record_selection(mask, None, "net1")  # the harness adds precision, recall and the subset's noise
@@ -151,6 +192,9 @@ class Turn(Method):
                 ctx, "finetune", model, indices, ctx.noisy_labels, optim_from(hp, "ft_"), augment=hp["augment"],
             )
         diag["finetune_subset_size"] = len(indices)
+        diag["probe"] = probe
+        if not probe.get("learned", True):
+            diag["warnings"] = [probe["warning"]]
         return MethodOutput(model, diagnostics=diag)
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from lnlbench.commands.common import add_run_arguments, parse_set
+from lnlbench.errors import ConfigError
+from lnlbench.methods import SCALING_RULE
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +23,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default=None, help="with --show: resolve per-dataset overrides")
     p.add_argument("--noise", default="sym", help="with --show: resolve per-noise overrides")
     p.add_argument("--rate", type=float, default=0.5, help="with --show: resolve per-rate overrides")
+    p.add_argument("--epochs", type=int, default=None, metavar="N",
+                   help="with --show: the hyperparameters and schedule of a budget of N epochs (the budget rule)")
     p.set_defaults(func=cmd_methods)
     p = sub.add_parser("backbones", help="list timm architectures matching a wildcard")
     p.add_argument("pattern", nargs="?", default="*", help="e.g. '*resnet*'")
@@ -64,13 +68,26 @@ def cmd_methods(args: argparse.Namespace) -> int:
         return 0
     cls = registry.get(args.show)
     print(f"{cls.name} ({cls.source}): {cls.description}")
-    resolved = cls.resolve_hparams(args.dataset or "", args.noise, args.rate)
+    budget = {} if args.epochs is None else cls.budget_hparams(args.epochs)
+    if args.epochs is not None and not budget:
+        raise ConfigError(f"method {cls.name!r} has no epoch budget to scale; drop --epochs")
+    resolved = cls.resolve_hparams(args.dataset or "", args.noise, args.rate, budget)
     overrides = cls.hparam_overrides(args.dataset or "", args.noise, args.rate)
     setting = f"dataset={args.dataset or '-'}, noise={args.noise}, rate={args.rate}"
+    if budget:
+        setting += ", budget " + ", ".join(f"{k}={v}" for k, v in budget.items())
     print(f"hyperparameters (resolved for {setting}):")
     for key, hp in cls.hparam_space.items():
         src = overrides[key][1] if key in overrides else hp.source
+        if key in budget:
+            src = f"--epochs {args.epochs} (default {hp.default!r}: {src})"
         print(f"  {key} = {resolved[key]!r}\n      source: {src}" + (f"\n      {hp.help}" if hp.help else ""))
+    items = cls.schedule(resolved, args.dataset or "")
+    if items:
+        print(f"schedule at this budget\n  rule: {SCALING_RULE}")
+        for item in items:
+            print(f"  {item.name} = {item.value}\n      reference: {item.reference}"
+                  + (f"\n      {item.note}" if item.note else ""))
     return 0
 
 

@@ -73,5 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{config.method} on {config.dataset} ({config.noise} {config.rate}): test_acc {m['test_acc']:.4f} "
         f"(best epoch {m['test_acc_best']:.4f}), {record['cost']['wall_clock_s']:.1f} s on {record['cost']['device']}"
     )
+    for warning in m.get("diagnostics", {}).get("warnings", []):
+        print(f"warning: {warning}")
     print(f"record: {path}")
     return 0
