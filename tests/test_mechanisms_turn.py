@@ -170,3 +170,19 @@ def test_threshold_and_balance_rule_decide_the_selection(tmp_path, monkeypatch):
     assert len({tuple(m.tolist()) for m in masks.values()}) == 4  # each setting changes the selection
     assert masks[0.7, "none"].sum() < masks[0.5, "none"].sum()
     assert masks[0.5, "min"].sum() < masks[0.5, "none"].sum()
+
+
+def test_step1_probes_with_the_robust_loss(tmp_path, monkeypatch):
+    ctx, _ = turn_ctx(tmp_path)
+    assert ctx.hparams["loss"] == "gce" and ctx.hparams["gce_q"] == 0.7  # the TURN paper's step 1: GCE, q = 0.7
+    used: list[tuple[str, float]] = []
+    real_probe = turn.probe_losses
+
+    def probe_spy(ctx_, phase, head, train_feats, test_feats, settings, loss="gce", gce_q=0.7):
+        used.append((loss, gce_q))
+        return real_probe(ctx_, phase, head, train_feats, test_feats, settings, loss, gce_q)
+
+    monkeypatch.setattr(turn, "probe_losses", probe_spy)
+    model = ctx.make_model(0)
+    turn.step1_linear_probe(ctx, model, ctx.features("train"), ctx.features("test"))
+    assert used == [("gce", 0.7)]

@@ -343,6 +343,12 @@ MUTANTS: tuple[Mutant, ...] = (
         "TURN: step 3 fine-tunes on the rejected samples",
     ),
     Mutant(
+        "turn-step1-plain-ce", P_TURN,
+        'head, ce = probe_losses(ctx, "linear_probe", head, train_feats, test_feats, lp, hp["loss"], hp["gce_q"])',
+        'head, ce = probe_losses(ctx, "linear_probe", head, train_feats, test_feats, lp, "ce", hp["gce_q"])',
+        (f"{TURN}::test_step1_probes_with_the_robust_loss",), "TURN: step 1 probes with plain CE instead of GCE",
+    ),
+    Mutant(
         "turn-fixed-threshold", P_TURN,
         'hp["threshold"], hp["balance"]',
         '0.5, hp["balance"]',
