@@ -146,9 +146,23 @@ def baseline(mutants: list[Mutant], snapshot: Path, timeout: float) -> None:
     print(f"baseline: {len(tests)} test selections pass on the unmutated copy", file=sys.stderr)
 
 
-def markdown(outcomes: list[Outcome]) -> str:
+def describe_source(rev: str | None) -> str:
+    """Which code the run mutated: a git revision, or the working tree (and whether it had uncommitted changes)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True).stdout.strip()
+
+    if rev is not None:
+        return f"git revision `{git('rev-parse', '--short', rev)}`"
+    dirty = git("status", "--porcelain", "--", "lnlbench", "plugins", "tests", "pyproject.toml")
+    return f"the working tree at `{git('rev-parse', '--short', 'HEAD')}`" + (" with uncommitted changes" if dirty else "")
+
+
+def markdown(outcomes: list[Outcome], source: str) -> str:
     """The per-mutant table and the kill rate, as Markdown."""
-    lines = ["| mutant | file | what it breaks | result | tests |", "|---|---|---|---|---|"]
+    day = time.strftime("%Y-%m-%d")
+    lines = [f"Last run {day} on {source}.", "", "| mutant | file | what it breaks | result | tests |",
+             "|---|---|---|---|---|"]
     for o in outcomes:
         result = o.status + (f": {o.mutant.equivalent}" if o.status == "equivalent" else "")
         tests = ", ".join(f"`{t.removeprefix('tests/')}`" for t in o.mutant.tests)
@@ -211,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("  " + outcome.detail.replace("\n", "\n  "), file=sys.stderr)
     finally:
         shutil.rmtree(snapshot, ignore_errors=True)
-    table = markdown(outcomes)
+    table = markdown(outcomes, describe_source(args.rev))
     print(table)
     if args.update_doc:
         update_doc(args.update_doc, table)
