@@ -132,16 +132,15 @@ def gmm_clean_posterior(
 
 
 def separation(fit: MixtureFit) -> float:
-    """The gap between the two components' means in units of the larger standard deviation (0 for a failed fit).
+    """Ashman's D of the two components, sqrt(2) |mu1 - mu2| / sqrt(s1^2 + s2^2); 0 for a failed fit.
 
-    An equal-weight mixture of two normals with one standard deviation is bimodal only when its means are more than
-    two standard deviations apart (Schilling, Watkins and Watkins, The American Statistician 56(3), 2002): below that,
-    the "clean" and "noisy" components describe one blob of losses, and the split carries little information.
+    Ashman, Bird and Zepf (Astronomical Journal 108, 1994): D > 2 is needed for a clean separation of two normals;
+    below it the "clean" and "noisy" components describe one blob of losses and the split carries little information.
     """
     if len(fit.means) < 2 or len(fit.stds) < 2:
         return 0.0
-    spread = max(fit.stds)
-    return float(abs(fit.means[1] - fit.means[0]) / spread) if spread > 0 else float("inf")
+    spread = (fit.stds[0] ** 2 + fit.stds[1] ** 2) ** 0.5
+    return float(2 ** 0.5 * abs(fit.means[1] - fit.means[0]) / spread) if spread > 0 else float("inf")
 
 
 def classwise_clean_posterior(

@@ -134,6 +134,7 @@ def test_methods_show_epochs_changes_the_printed_schedule(capsys):
 
 
 def test_separation_tells_overlapping_from_split_components():
+    # Ashman's D: sqrt(2) * 0.6 / sqrt(0.02) = 6 for means 0.6 apart with standard deviations 0.1
     assert separation(MixtureFit(torch.zeros(1), True, 1, means=[0.2, 0.8], stds=[0.1, 0.1])) == pytest.approx(6.0)
     assert separation(MixtureFit(torch.zeros(1), True, 1, means=[0.35, 0.43], stds=[0.1, 0.08])) < 2
     assert separation(MixtureFit(torch.zeros(1), False, 0)) == 0.0  # no fit: nothing separated
