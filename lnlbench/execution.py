@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 import socket
 import sys
 import threading
@@ -206,13 +205,11 @@ def _execute_claimed(
                 )
         record = execute_run(
             config, rd.path.parent, cache_dir=Path(cache_dir) if cache_dir is not None else None, device=device,
-            verbose=verbose, keep_checkpoints=True,  # removed below, once the record is on disk
+            verbose=verbose, keep_checkpoints=keep_checkpoints,
         )
     except Exception as exc:  # a run never ends without a record: errors outside execute_run land here
         record = write_failure(rd.path.parent, config.to_json(), f"{type(exc).__name__}: {exc}",
                                traceback.format_exc())
-    if record.get("status") == "done" and not keep_checkpoints:
-        shutil.rmtree(rd.checkpoints, ignore_errors=True)
     return record
 
 

@@ -138,6 +138,16 @@ class RunDir:
         except (OSError, ValueError):
             return None
 
-    def is_done(self) -> bool:
+    def done_record(self) -> dict | None:
+        """The record if this run is done under this schema, else None: the one answer to "is this run done?"."""
         rec = self.read_result()
-        return bool(rec) and rec.get("status") == "done" and rec.get("schema") == SCHEMA
+        return rec if rec and rec.get("status") == "done" and rec.get("schema") == SCHEMA else None
+
+    def is_done(self) -> bool:
+        return self.done_record() is not None
+
+    def remove_checkpoints(self) -> None:
+        """Delete the training checkpoints (once the finished record is on disk: they are what a resume needs)."""
+        import shutil
+
+        shutil.rmtree(self.checkpoints, ignore_errors=True)

@@ -181,7 +181,7 @@ def run_state(run_dir: Path, queued: set[str] | None = None) -> RunState:
     rd = RunDir(run_dir.parent, run_dir.name)
     config = read_json(rd.config)
     record = read_json(rd.result)
-    if record is not None and record.get("status") == "done" and record.get("schema") == SCHEMA:
+    if rd.done_record() is not None:
         acc = (record.get("metrics") or {}).get("test_acc")
         return RunState(run_dir.name, "done", f"test_acc {acc:.4f}" if isinstance(acc, float) else "", config, record)
     old = next((o.get("schema") for o in (record, config) if o is not None and o.get("schema") != SCHEMA), None)
@@ -250,13 +250,14 @@ def scan(out: Path | str, run_ids: list[str] | None = None, check_slurm: bool = 
 
 
 def counts(states: list[RunState]) -> dict[str, int]:
-    c = {s: 0 for s in (*STATES, OLD_SCHEMA)}
+    """Runs per state (old-schema only when there are some)."""
+    c = {s: 0 for s in STATES}
     for st in states:
-        c[st.state] += 1
+        c[st.state] = c.get(st.state, 0) + 1
     return c
 
 
 def format_counts(states: list[RunState]) -> str:
     c = counts(states)
-    shown = STATES + ((OLD_SCHEMA,) if c[OLD_SCHEMA] else ())
+    shown = STATES + ((OLD_SCHEMA,) if c.get(OLD_SCHEMA) else ())
     return f"{len(states)} runs: " + ", ".join(f"{c[s]} {s}" for s in shown)

@@ -338,32 +338,44 @@ def test_two_concurrent_lnlbench_run_train_once(tmp_path):
 # -- old records --------------------------------------------------------------------------------------------------
 @needs_mini
 def test_published_records_are_reidentified_with_their_inputs_checked(tmp_path, capsys):
-    """Two published schema-1 records (LP filled the feature cache, TURN read it) move to schema-2 ids; TURN is
-    charged LP's measured extraction."""
+    """Two records as first published under schema 1 (tests/fixtures/schema1-records: LP at 64 px filled the
+    feature cache, TURN read it and recorded 0.03 s for its features) move to schema-2 ids; TURN is charged LP's
+    measured extraction, so its cost no longer depends on which of the two ran first."""
     from lnlbench.cli import main
 
-    runs = Path(__file__).resolve().parents[1] / "results" / "cifar10-mini" / "runs"
-    src = [d for d in runs.iterdir() if (d / "result.json").is_file()]
-    old = [d for d in src if json.loads((d / "result.json").read_text()).get("schema") == 1]
-    if not old:
-        pytest.skip("the published records are re-identified already")
-    pick = {}
-    for d in old:
-        rec = json.loads((d / "result.json").read_text())
-        if rec["config"]["image_size"] == 32 and rec["config"]["rate"] == 0.2 and rec["method"] in ("lp", "turn"):
-            pick[rec["method"]] = d
+    fixtures = Path(__file__).parent / "fixtures" / "schema1-records"
     out = tmp_path / "runs"
-    for d in pick.values():
+    for d in fixtures.iterdir():
         shutil.copytree(d, out / d.name)
         cfg = json.loads((d / "config.json").read_text())
         cfg["data_root"] = str(MINI)
         (out / d.name / "config.json").write_text(json.dumps(cfg))
     assert main(["status", str(out)]) == 0
-    assert "old-schema" in capsys.readouterr().out
+    assert "2 old-schema" in capsys.readouterr().out
     assert main(["reidentify", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
     recs = {r["method"]: r for r in (json.loads(p.read_text()) for p in out.glob("*/result.json"))}
     assert {r["schema"] for r in recs.values()} == {SCHEMA}
-    assert recs["turn"]["reidentified"]["from_run_id"] == pick["turn"].name
+    assert recs["turn"]["reidentified"]["from_run_id"] == "8effcd4d1b417862"
+    assert recs["lp"]["run_id"] == (out / recs["lp"]["run_id"]).name != "177782efdf8d0c9d"
     lp_features = recs["lp"]["cost"]["phases"]["features"]
-    if recs["turn"]["cost"]["phases_measured"]["features"] < 0.5 * lp_features:
-        assert recs["turn"]["cost"]["phases"]["features"] == pytest.approx(lp_features)
+    assert recs["turn"]["cost"]["phases_measured"]["features"] < 0.1
+    assert recs["turn"]["cost"]["phases"]["features"] == pytest.approx(lp_features)
+    assert recs["turn"]["metrics"] == json.loads((fixtures / "8effcd4d1b417862" / "result.json").read_text())["metrics"]
+    capsys.readouterr()
+    assert main(["status", str(out)]) == 0
+    assert "2 done" in capsys.readouterr().out
+
+
+def test_reidentify_refuses_data_that_is_not_what_the_run_used(tmp_path):
+    from lnlbench.errors import ConfigError
+    from lnlbench.reidentify import reidentify
+
+    fixtures = Path(__file__).parent / "fixtures" / "schema1-records"
+    out = tmp_path / "runs"
+    shutil.copytree(fixtures / "177782efdf8d0c9d", out / "177782efdf8d0c9d")
+    cfg = json.loads((out / "177782efdf8d0c9d" / "config.json").read_text())
+    cfg.update(dataset="digits", data_root=None)  # other data: its noisy labels cannot hash to the record's
+    (out / "177782efdf8d0c9d" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match="not the data the run used"):
+        reidentify(out, cache_dir=tmp_path / "cache", echo=lambda _: None)
+    assert (out / "177782efdf8d0c9d" / "result.json").is_file()  # nothing moved
