@@ -124,18 +124,20 @@ def write_failure(out: Path | str, config: dict[str, Any], error: str, tb: str |
     rd.path.mkdir(parents=True, exist_ok=True)
     if tb:
         rd.traceback.write_text(tb)
-    record = {
-        "schema": SCHEMA,
-        "run_id": config["run_id"],
-        "status": "failed",
-        "error": error,
-        "method": config.get("method"),
-        "dataset": config.get("dataset"),
-        "hparams": config.get("hparams"),
-        "seed": config.get("seed"),
-        "backbone": {"name": config.get("backbone"), "weights": config.get("weights")},
-        "config": {k: v for k, v in config.items() if k not in ("data_root", "noise_file", "run_id")},
-    }
+    from lnlbench.record import BackboneInfo, ResultRecord
+
+    record = ResultRecord(
+        schema=SCHEMA,
+        run_id=str(config["run_id"]),
+        status="failed",
+        error=error,
+        method=config.get("method"),
+        dataset=config.get("dataset"),
+        hparams=config.get("hparams"),
+        seed=config.get("seed"),
+        backbone=BackboneInfo(name=str(config.get("backbone")), weights=str(config.get("weights"))),
+        config={k: v for k, v in config.items() if k not in ("data_root", "noise_file", "run_id")},
+    ).to_json()
     write_json_atomic(rd.result, record)
     return record
 

@@ -339,11 +339,26 @@ def execute_run(
         )
         cost.update(engine.throughput(cost.get("images_seen", 0), timer.charged()))
         if record["status"] != "running":
+            record = conforming(record)
             write_json_atomic(run_dir.result, record)
             if record["status"] == "done" and not keep_checkpoints:
                 run_dir.remove_checkpoints()  # only now: until the record is on disk, they are what a resume needs
             notify_run_finished(record)
     return record
+
+
+def conforming(record: dict[str, Any]) -> dict[str, Any]:
+    """The record as the record type writes it; a record that departs from the schema is never published as done."""
+    from lnlbench.record import ResultRecord, validate
+
+    problems = validate(record)
+    if problems:
+        record = dict(record, status="failed",
+                      error=f"internal error: the record does not follow the record schema ({'; '.join(problems[:5])})")
+        problems = validate(record)
+        if problems:
+            raise RuntimeError(f"record of run {record.get('run_id')} does not follow the schema: {problems}")
+    return ResultRecord.from_json(record).to_json()
 
 
 def _execute(

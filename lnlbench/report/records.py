@@ -19,7 +19,10 @@ from typing import Any
 import pandas as pd
 
 from lnlbench.errors import ConfigError
+from lnlbench.record import record_schema, validate
 from lnlbench.runs import SCHEMA  # runs.py needs only the standard library: no torch here
+
+RECORD_SCHEMA = record_schema()
 
 # Schemas the report still reads, flagged: schema 1 ids name the data by its dataset name only, its cost is
 # measured rather than charged, and it records neither contention nor a code hash.
@@ -227,6 +230,12 @@ def scan(dirs: list[Path]) -> Scan:
             if rec.get("schema") != SCHEMA and rec.get("schema") not in OLD_SCHEMAS:
                 _skip(out, shown, f"record schema {rec.get('schema')!r}; this report reads schema {SCHEMA}")
                 continue
+            if rec.get("schema") == SCHEMA:
+                problems = validate(rec, RECORD_SCHEMA)
+                if problems:
+                    _skip(out, shown, "does not follow the record schema (lnlbench/schemas/record.schema.json): "
+                                      + "; ".join(problems[:5]))
+                    continue
             status = rec.get("status")
             if status == "failed":
                 out.problems.append(_problem("failed", shown, rec, str(rec.get("error") or "no error message")))
