@@ -82,6 +82,11 @@ class RunConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+def default_cache_dir() -> Path:
+    """Where noisy labels, features and data fingerprints are cached: $LNLBENCH_CACHE or ~/.cache/lnlbench."""
+    return Path(os.environ.get("LNLBENCH_CACHE", Path.home() / ".cache" / "lnlbench"))
+
+
 def check_rate(rate: float) -> float:
     """A noise rate must be a fraction in [0, 1]."""
     try:

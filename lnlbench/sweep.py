@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lnlbench.errors import ConfigError
-from lnlbench.runs import DEFAULT_BACKBONE, DEFAULT_WEIGHTS, RunConfig, check_rate
+from lnlbench.runs import DEFAULT_BACKBONE, DEFAULT_WEIGHTS, LOCAL_PATH_OPTIONS, RunConfig, check_rate
 
 TOP_KEYS = {
     "name": "a label for the sweep (SLURM job name)",
@@ -33,7 +33,6 @@ TOP_KEYS = {
 DATASET_KEYS = {"name", "data_root", "options"}
 # Dataset options that are local paths: resolved from the sweep file's directory like data_root, and left out of the
 # run id (lnlbench.runs.RunConfig.identity) so the same run has the same id on every machine.
-from lnlbench.runs import LOCAL_PATH_OPTIONS  # noqa: E402
 NOISE_KEYS = {"model", "rate", "rates", "file", "map"}
 METHOD_KEYS = {"name", "hparams"}
 BACKBONE_KEYS = {"name", "weights", "image_size"}
@@ -171,7 +170,7 @@ class Sweep:
         """Every run of the grid, resolved (defaults filled, ids hashed), duplicates removed, in grid order.
 
         `cache_dir` holds the data fingerprints (default: the run cache, $LNLBENCH_CACHE)."""
-        from lnlbench.runner import resolve_config
+        from lnlbench.resolve import resolve_config
 
         configs: dict[str, RunConfig] = {}
         for ds, nz, nseed, bb, method, seed in itertools.product(

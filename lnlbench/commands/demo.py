@@ -33,7 +33,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from lnlbench.errors import ConfigError
     from lnlbench.plugins import method_registry
     from lnlbench.execution import execute
-    from lnlbench.runner import resolve_config
+    from lnlbench.resolve import resolve_config
 
     available = method_registry().names()
     if args.methods:

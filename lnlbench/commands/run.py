@@ -31,7 +31,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from lnlbench.execution import execute
-    from lnlbench.runner import resolve_config
+    from lnlbench.resolve import resolve_config
 
     config = resolve_config(
         dataset=args.dataset,

@@ -93,7 +93,7 @@ def run_jobs(
     """One `RunJob` per config (the cache directory and the code hash fixed now: remote jobs use the same cache,
     and a worker whose code changed since this moment refuses to run)."""
     from lnlbench.provenance import run_code_sha256
-    from lnlbench.runner import default_cache_dir
+    from lnlbench.runs import default_cache_dir
 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     code = {m: run_code_sha256(m) for m in sorted({c.method for c in configs})}
