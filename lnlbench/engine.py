@@ -318,10 +318,9 @@ def throughput(images_seen: int, phases: dict[str, float]) -> dict[str, float]:
 
 def atomic_torch_save(obj: object, path: Path) -> None:
     """torch.save to a temporary name in the same directory, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    from lnlbench.atomic import atomic_write
+
+    atomic_write(Path(path), lambda handle: torch.save(obj, handle))
 
 
 def safe_torch_load(path: Path) -> object:

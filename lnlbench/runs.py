@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lnlbench.atomic import write_json_atomic
+
+__all__ = ["RunConfig", "RunDir", "check_rate", "default_cache_dir", "write_json_atomic"]
 from lnlbench.errors import ConfigError
 
 # 2: content-addressed ids (data fingerprint, weights SHA-256), charged cost, contention and code provenance.
@@ -98,16 +101,6 @@ def check_rate(rate: float) -> float:
     return rate
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to a temporary name beside `path`, fsync, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=str)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class RunDir:

@@ -18,6 +18,8 @@ image a `Resize(S)` + `CenterCrop(S)` pipeline sees; random crops of the backbon
 
 from __future__ import annotations
 
+from typing import BinaryIO
+
 import io
 import json
 import os
@@ -30,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from lnlbench.atomic import atomic_write
 from lnlbench.errors import ConfigError, DataError
 
 CACHE_FORMAT = 1
@@ -106,9 +109,9 @@ def build_shard(root: str, relpaths: Sequence[str], directory: str, number: int,
     spec = CacheSpec(size=spec_json["size"], encoding=spec_json["encoding"], quality=spec_json["quality"])
     bin_path, json_path = _shard_paths(Path(directory), number)
     index: dict = {"keys": [], "offsets": [], "nbytes": [], "failed": {}}
-    tmp_bin = bin_path.with_name(f".{bin_path.name}.{os.getpid()}.tmp")
-    offset = 0
-    with open(tmp_bin, "wb") as out:
+
+    def write_shard(out: BinaryIO) -> None:
+        offset = 0
         for rel in relpaths:
             try:
                 data = encode(decode_square(Path(root) / rel, spec.size), spec)
@@ -120,10 +123,9 @@ def build_shard(root: str, relpaths: Sequence[str], directory: str, number: int,
             index["offsets"].append(offset)
             index["nbytes"].append(len(data))
             offset += len(data)
-    os.replace(tmp_bin, bin_path)
-    tmp_json = json_path.with_name(f".{json_path.name}.{os.getpid()}.tmp")
-    tmp_json.write_text(json.dumps(index))
-    os.replace(tmp_json, json_path)
+
+    atomic_write(bin_path, write_shard)
+    atomic_write(json_path, lambda handle: handle.write(json.dumps(index).encode()))
     return index
 
 
@@ -168,9 +170,7 @@ def _write_spec(directory: Path, spec: CacheSpec) -> None:
             )
         return
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = meta.with_name(f".cache.json.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(spec.to_json(), indent=1))
-    os.replace(tmp, meta)
+    atomic_write(meta, lambda handle: handle.write(json.dumps(spec.to_json(), indent=1).encode()))
 
 
 def _next_shard_number(directory: Path) -> int:

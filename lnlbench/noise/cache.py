@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
+from lnlbench.atomic import atomic_write
 from lnlbench.noise.base import (
     NOISE_MODELS,
     NoiseInputs,
@@ -38,24 +36,6 @@ CACHE_FORMAT = 1  # bump when a noise model's algorithm changes, so old labels a
 
 class NoiseCacheWarning(UserWarning):
     """A cached noisy-label file was unreadable or corrupt and has been regenerated."""
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write `path` through a temporary file in the same folder and os.replace, removing the temporary on failure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def request_key(
