@@ -3,8 +3,8 @@
 Symmetric noise spreads its flips uniformly over the other classes (chi-square), `sym-dividemix` over all classes;
 IDN's per-sample flip rates follow Normal(rate, 0.1) truncated to [0, 1] (Kolmogorov-Smirnov), each sample flips
 with its own rate, and a flip never lands on the true class. Seeds are fixed, so each test gives the same verdict on
-every run; the significance level 1e-3 is what a correct model must clear, and the mutants these tests are meant to
-catch (a class never reached, a skewed offset, the true class allowed, another spread) fail by many orders of magnitude.
+every run; the significance level 1e-3 is what a correct model must clear. The mutants of tools/mutants.py (a class
+never reached, a skewed offset, the true class allowed, another spread, one rate for all) fail these tests.
 """
 
 from __future__ import annotations

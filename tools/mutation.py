@@ -23,6 +23,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,14 +147,16 @@ def baseline(mutants: list[Mutant], snapshot: Path, timeout: float) -> None:
     print(f"baseline: {len(tests)} test selections pass on the unmutated copy", file=sys.stderr)
 
 
+def git(*args: str) -> str:
+    """Output of a git command in the repository (stripped); raises when git fails."""
+    return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
 def describe_source(rev: str | None) -> str:
-    """Which code the run mutated: a git revision, or the working tree (and whether it had uncommitted changes)."""
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True).stdout.strip()
-
+    """Which code a run is about to mutate, read when its snapshot is taken: a commit, or the working tree (and
+    whether it has uncommitted changes)."""
     if rev is not None:
-        return f"git revision `{git('rev-parse', '--short', rev)}`"
+        return f"git revision `{rev[:7]}`"
     dirty = git("status", "--porcelain", "--", "lnlbench", "plugins", "tests", "pyproject.toml")
     return f"the working tree at `{git('rev-parse', '--short', 'HEAD')}`" + (" with uncommitted changes" if dirty else "")
 
@@ -194,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", metavar="ID", help="run these mutants only")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--jobs", type=int, default=1, help="mutants run at once (default 1; one core each)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per mutant before it counts as killed")
     parser.add_argument("--rev", metavar="REV", help="mutate git revision REV (e.g. HEAD) instead of the working tree")
     parser.add_argument("--skip-baseline", action="store_true", help="do not check the unmutated copy first")
@@ -211,21 +215,25 @@ def main(argv: list[str] | None = None) -> int:
         for m in mutants:
             print(f"{m.id:34} {m.path:28} {m.what}")
         return 0
+    rev = git("rev-parse", "--verify", f"{args.rev}^{{commit}}") if args.rev else None  # fixed now, not at the end
+    source = describe_source(rev)
     snapshot = Path(tempfile.mkdtemp(prefix="lnlbench-mutation-snapshot-"))
     try:
-        take_snapshot(snapshot, args.rev)
+        take_snapshot(snapshot, rev)
         if not args.skip_baseline:
             baseline(mutants, snapshot, args.timeout)
-        outcomes = []
-        for i, mutant in enumerate(mutants, 1):
-            outcome = run_mutant(mutant, snapshot, args.timeout, args.keep)
-            outcomes.append(outcome)
-            print(f"[{i}/{len(mutants)}] {outcome.status:10} {mutant.id} ({outcome.seconds:.0f} s)", file=sys.stderr)
-            if outcome.status in ("error", "stale"):
-                print("  " + outcome.detail.replace("\n", "\n  "), file=sys.stderr)
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each mutant is a subprocess in its own copy
+            futures = [pool.submit(run_mutant, m, snapshot, args.timeout, args.keep) for m in mutants]
+            for i, future in enumerate(futures, 1):
+                outcome = future.result()
+                print(f"[{i}/{len(mutants)}] {outcome.status:10} {outcome.mutant.id} ({outcome.seconds:.0f} s)",
+                      file=sys.stderr)
+                if outcome.status in ("error", "stale"):
+                    print("  " + outcome.detail.replace("\n", "\n  "), file=sys.stderr)
+        outcomes = [f.result() for f in futures]
     finally:
         shutil.rmtree(snapshot, ignore_errors=True)
-    table = markdown(outcomes, describe_source(args.rev))
+    table = markdown(outcomes, source)
     print(table)
     if args.update_doc:
         update_doc(args.update_doc, table)
