@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lnlbench", description="Benchmark learning with noisy labels on pre-trained models."
     )
     parser.add_argument("--version", action="version", version=f"lnlbench {lnlbench.__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more detail on stderr")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="only warnings and errors on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_parsers(sub)
@@ -35,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from lnlbench import log
+
+    log.configure(args.verbose - args.quiet)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

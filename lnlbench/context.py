@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -13,8 +12,12 @@ import torch
 
 from lnlbench import engine
 from lnlbench.engine import ImageBatcher, PhaseTimer, Precision
+from lnlbench.log import get_logger
 from lnlbench.models import BackboneSpec, create_backbone, split_backbone_head
 from lnlbench.runs import RunConfig
+
+
+LOG = get_logger("method")
 
 
 @dataclass
@@ -128,7 +131,7 @@ class MethodContext:
         self.history.append(entry)
         if self.verbose:
             shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
-            print(f"  [{self.config.method}] {phase} epoch {epoch + 1}: {shown}", file=sys.stderr, flush=True)
+            LOG.info(f"  [{self.config.method}] {phase} epoch {epoch + 1}: {shown}")
 
     def record_selection(self, mask: torch.Tensor, epoch: int | None = None, network: str = "net1") -> dict:
         """Report the samples believed clean; returns (and records) size, precision and recall against the truth."""
@@ -166,7 +169,7 @@ class MethodContext:
             start = ck["epoch"] + 1
             self._charge_earlier_attempts(phase, ck.get("phase_seconds") or {})
             if self.verbose and start < n:
-                print(f"  [{self.config.method}] {phase}: resuming at epoch {start + 1}", file=sys.stderr)
+                LOG.info(f"  [{self.config.method}] {phase}: resuming at epoch {start + 1}")
         for epoch in range(start, n):
             engine.seed_epoch(self.seed, phase, epoch)
             yield epoch

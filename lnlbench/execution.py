@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from lnlbench import status
+from lnlbench.log import ensure_configured, get_logger
 from lnlbench.runs import SCHEMA, RunConfig, RunDir, write_json_atomic
 
+LOG = get_logger("execution")
 
 @contextlib.contextmanager
 def claim(run_dir: Path, launcher: str, wait: bool = False) -> Iterator[bool]:
@@ -38,8 +40,7 @@ def claim(run_dir: Path, launcher: str, wait: bool = False) -> Iterator[bool]:
             if not wait:
                 yield False
                 return
-            print(f"lnlbench: run {run_dir.name} is executing in another process; waiting for it to end",
-                  file=sys.stderr, flush=True)
+            LOG.info(f"lnlbench: run {run_dir.name} is executing in another process; waiting for it to end")
             fcntl.flock(fd, fcntl.LOCK_EX)
         marker_path = run_dir / status.MARKER
         stat = status.proc_stat(os.getpid())
@@ -165,16 +166,17 @@ def execute(
     A finished run is never recomputed. A worker whose code hash is not `expected_code_sha256` (the hash the sweep
     started with) refuses, with a failed record saying why.
     """
+    ensure_configured()  # worker processes (forkserver, SLURM) start with logging unconfigured
     rd = RunDir(out, config.run_id)
     rd.path.mkdir(parents=True, exist_ok=True)
     with claim(rd.path, launcher, wait=wait_for_lock) as claimed:
         if not claimed:
             msg = f"run {config.run_id} is already executing in another process (see {rd.path / status.MARKER})"
-            print(f"lnlbench: {msg}; not started twice", file=sys.stderr, flush=True)
+            LOG.warning(f"lnlbench: {msg}; not started twice")
             return {"run_id": config.run_id, "status": "skipped", "error": msg}
         with (tee_output(rd.log) if tee_log else contextlib.nullcontext()):
             if banner:
-                print(banner, file=sys.stderr, flush=True)
+                LOG.info(banner)
             return _execute_claimed(config, rd, cache_dir, device, threads, keep_checkpoints, expected_code_sha256,
                                     verbose)
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import functools
-import sys
 
 import pluggy
 
 from lnlbench import hookspecs
 from lnlbench.errors import ConfigError
+from lnlbench.log import get_logger
 from lnlbench.registry import Registry
 
 
@@ -63,4 +63,4 @@ def notify_run_finished(record: dict) -> None:
     try:
         plugin_manager().hook.lnlbench_run_finished(record=record)
     except Exception as exc:  # observers must not break a finished run
-        print(f"warning: a lnlbench_run_finished hook failed: {exc}", file=sys.stderr)
+        get_logger("plugins").warning(f"warning: a lnlbench_run_finished hook failed: {exc}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import platform
 import socket
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -19,6 +18,7 @@ from lnlbench.contention import ContentionProbe
 from lnlbench.data.base import Dataset, load_dataset
 from lnlbench.errors import ConfigError, DataError, WeightsError
 from lnlbench.fingerprint import dataset_fingerprint
+from lnlbench.log import get_logger
 from lnlbench.methods import MethodOutput
 from lnlbench.models import create_backbone
 from lnlbench.noise import NoisyLabels, cached_noisy_labels
@@ -157,9 +157,12 @@ def _fmt_rate(rate: float | None) -> str:
     return "unknown" if rate is None else f"{rate:.3f}"
 
 
+LOG = get_logger("run")
+
+
 def _log(verbose: bool, msg: str) -> None:
     if verbose:
-        print(msg, file=sys.stderr, flush=True)
+        LOG.info(msg)
 
 
 def execute_run(
