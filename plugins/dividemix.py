@@ -12,7 +12,9 @@ Budget scaling (lnlbench.methods.SCALING_RULE): the official run is 300 epochs w
 30 (CIFAR-100) epochs, a 16-epoch linear ramp-up of lambda_u that starts where the warm-up ends, and the lr divided
 by 10 after epoch 150. A run here has `epochs` in all (warm-up included, as `--num_epochs` there): the warm-up is
 10 / 300 * epochs (whole epochs, at least 1), the lr milestone 150 / 300 * epochs, and the ramp-up keeps its official
-ratio to the warm-up it follows (16 / 10 of the warm-up's realised length: 16 / 300 * epochs unless extended below).
+ratio to the warm-up it follows (16 / 10 of the realised warm-up, 16 / 30 for CIFAR-100: 16 / 300 * epochs unless
+the warm-up is extended as below). The lr milestone does not move with an extension: an extended warm-up can reach
+it, and then the whole semi-supervised phase runs at lr / 10.
 
 Warm-up extension (lnlbench, issue 11). The co-divide is only as good as the warm-up networks: the official warm-up is
 10 epochs of 50,000 images (about 3,900 SGD steps at batch 128), but the scaled one on a 5,000-image set is one epoch
