@@ -202,7 +202,9 @@ def run_state(run_dir: Path, queued: set[str] | None = None) -> RunState:
     why = []
     submitted = read_json(run_dir / SUBMITTED)
     job = (submitted or {}).get("job_id")
-    if job and queued is not None and str(job) in queued:
+    if submitted is not None and not job and claim_alive(submitted):
+        why.append(f"queued in the {submitted.get('launcher')} sweep {submitted.get('host')}:{submitted.get('pid')}")
+    elif job and queued is not None and str(job) in queued:
         why.append(f"queued as slurm job {job}")
     elif job and queued is not None:
         why.append(f"slurm job {job} ended without a record")
@@ -227,7 +229,17 @@ def last_error_line(run_dir: Path, record: dict[str, Any]) -> str:
 
 
 def is_queued(state: RunState) -> bool:
-    return state.state == "pending" and state.detail.startswith("queued as slurm job")
+    """Pending, and claimed by a sweep that will run it: queued on SLURM or waiting in a live local launcher."""
+    return state.state == "pending" and state.detail.startswith(("queued as slurm job", "queued in the "))
+
+
+def claim_alive(claim: dict[str, Any]) -> bool:
+    """Whether the launcher process that claimed a run (submitted.json without a SLURM job) still runs on this host."""
+    if claim.get("host") != socket.gethostname():
+        return False  # another machine's launcher: its workers' markers say whether it runs
+    pid = claim.get("pid")
+    stat = proc_stat(pid) if isinstance(pid, int) and pid > 0 else None
+    return stat is not None and stat[0] not in ("Z", "X") and claim.get("pid_start") in (None, stat[1])
 
 
 def scan(out: Path | str, run_ids: list[str] | None = None, check_slurm: bool = True) -> list[RunState]:

@@ -459,14 +459,26 @@ def parse_time_min(value: Any) -> int:
     return math.ceil(seconds / 60)
 
 
-_MEM_UNITS = {"K": 1 / 1024**2, "M": 1 / 1024, "G": 1.0, "T": 1024.0}
+_MEM_UNITS_MB = {"K": 1 / 1024, "M": 1.0, "G": 1024.0, "T": 1024.0**2}
+
+
+def parse_mem_mb(value: Any) -> int:
+    """Memory in whole MB, the unit sbatch takes (`--mem=4000M`), from a number of GB (8, "8") or a size with a unit:
+    16G, 16GB, 4000M, 1T (binary units, as sbatch); fractions are rounded up to the next MB."""
+    if isinstance(value, bool):
+        raise ConfigError(f"memory {value!r} is not a size; write e.g. 16G, 4000M or a number of GB")
+    if isinstance(value, (int, float)):
+        number, unit = float(value), "G"
+    else:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)B?\s*", str(value), flags=re.IGNORECASE)
+        if not m:
+            raise ConfigError(f"memory {value!r} is not a size; write e.g. 16G, 4000M or a number of GB")
+        number, unit = float(m.group(1)), (m.group(2).upper() or "G")
+    if not math.isfinite(number) or number <= 0:
+        raise ConfigError(f"memory {value!r} must be positive; write e.g. 16G, 4000M or a number of GB")
+    return max(1, math.ceil(number * _MEM_UNITS_MB[unit] - 1e-9))
 
 
 def parse_mem_gb(value: Any) -> float:
-    """Memory in GB from a number (GB) or a string with a unit: 16G, 16GB, 4000M (binary units, as sbatch)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT])B?\s*", str(value), flags=re.IGNORECASE)
-    if not m or float(m.group(1)) <= 0:
-        raise ConfigError(f"memory {value!r} is not a size; write e.g. 16G or 4000M")
-    return float(m.group(1)) * _MEM_UNITS[m.group(2).upper()]
+    """Memory in GB (binary, as sbatch) from the same forms as `parse_mem_mb`."""
+    return parse_mem_mb(value) / 1024

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 
 from lnlbench.cli import main
 from lnlbench.launch import LauncherSettings, RunJob, SlurmLauncher
+from lnlbench.launch.slurm import SubmissionError
 from lnlbench.runs import SCHEMA
 from lnlbench.sweep import load_sweep
 
@@ -70,7 +72,7 @@ def sweep_file(tmp_path: Path, method: str, seeds: str, rates: str) -> Path:
         f"methods:\n  {method}\n"
         f"backbones:\n{TINY_BACKBONE}\n"
         f"seeds: {seeds}\n"
-        "launcher: {name: slurm, time: 15, cpus: 1, array_parallelism: 8}\n"
+        "launcher: {name: slurm, time: 15, cpus: 1, mem: 1G, array_parallelism: 8}\n"
     )
     return path
 
@@ -129,3 +131,129 @@ def test_simulated_timeout_requeues_and_resumes_to_the_same_test_acc(slurm_clust
     assert resumed and int(resumed[-1]) >= 2, log
     assert "resuming" not in reference.run_dir.log.read_text()
     assert not victim.run_dir.checkpoints.exists()  # removed once the record was written
+
+
+# ------------------------------------------------------------------- issue 13: settings submit or fail cleanly ---
+@pytest.mark.parametrize("mem", ["3G", "4000M", "4", 4, "1.5G"])
+def test_every_documented_mem_form_is_accepted_by_sbatch(slurm_cluster, tmp_path, mem):
+    launcher = SlurmLauncher(LauncherSettings(mem=mem, time=5), tmp_path / "out", echo=quiet)
+    launcher.check()  # sbatch --test-only with the generated script: raises if sbatch refuses it
+    assert re.fullmatch(r"\d+M", launcher.parameters()["mem"])
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--partition", "no-such-partition"], "partition=no-such-partition"),
+        (["--gpus", "1"], "gpus=1"),
+        (["--cpus", "64"], "cpus=64"),
+        (["--mem", "100000G"], "mem=100000G"),
+        (["--mem", "lots"], "memory 'lots'"),
+        (["--sbatch", "no-such-option=1"], "--no-such-option"),
+        (["--sbatch", "exclude=node17"], "exclude"),
+    ],
+    ids=["partition", "gpus", "cpus", "mem-too-big", "mem-unparsable", "sbatch-option", "sbatch-node"],
+)
+def test_a_setting_the_cluster_refuses_ends_in_one_message_rc_2_and_no_files(
+    slurm_cluster, tmp_path, cache_dir, capsys, flags, named
+):
+    path = sweep_file(tmp_path, "- {name: lp, hparams: {epochs: 1}}", seeds="[0]", rates="[0.2]")
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out), "--cache-dir", str(cache_dir), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert named in err, err
+    assert not out.exists()
+
+
+def down_cluster_conf(tmp_path: Path) -> Path:
+    """A copy of this cluster's slurm.conf whose controller port nobody listens on: 'the cluster is down'."""
+    shown = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30).stdout
+    conf = Path(re.search(r"^SLURM_CONF\s*=\s*(\S+)", shown, re.M).group(1))
+    text = re.sub(r"^SlurmctldPort=.*$", "SlurmctldPort=6899", conf.read_text(), flags=re.M | re.I)
+    down = tmp_path / "slurm.conf"
+    down.write_text(text if "SlurmctldPort=6899" in text else text + "\nSlurmctldPort=6899\n")
+    for extra in conf.parent.glob("plugstack.conf*"):
+        (tmp_path / extra.name).symlink_to(extra)
+    return down
+
+
+def test_a_cluster_that_does_not_answer_is_one_message_and_no_files(slurm_cluster, tmp_path, cache_dir, capsys,
+                                                                     monkeypatch):
+    path = sweep_file(tmp_path, "- {name: lp, hparams: {epochs: 1}}", seeds="[0]", rates="[0.2]")
+    out = tmp_path / "out"
+    monkeypatch.setenv("SLURM_CONF", str(down_cluster_conf(tmp_path)))
+    assert main(["sweep", str(path), "--out", str(out), "--cache-dir", str(cache_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "controller does not answer" in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+def test_a_submission_refused_after_the_checks_leaves_nothing_behind(slurm_cluster, tmp_path, cache_dir, capsys,
+                                                                     monkeypatch):
+    # the cluster changed between the check and the submission: the same clean refusal, and no files
+    path = sweep_file(tmp_path, "- {name: lp, hparams: {epochs: 1}}", seeds="[0, 1]", rates="[0.2]")
+    out = tmp_path / "out"
+    monkeypatch.setattr(SlurmLauncher, "test_submission", lambda self: None)
+    assert main(["sweep", str(path), "--out", str(out), "--cache-dir", str(cache_dir),
+                 "--partition", "no-such-partition"]) == 2
+    err = capsys.readouterr().err
+    assert "partition=no-such-partition" in err and "Traceback" not in err, err
+    assert not out.exists()
+    out.mkdir()  # an existing output directory keeps what it had, and gains nothing
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(SubmissionError):
+        from lnlbench.launch import launch_sweep
+
+        launch_sweep(load_sweep(path).runs(), out, "slurm", LauncherSettings(partition="no-such-partition"),
+                     cache_dir=cache_dir, echo=quiet)
+    assert sorted(p.name for p in out.iterdir()) == [".launch.lock", "keep.txt"]
+
+
+def test_two_concurrent_sweeps_on_one_grid_submit_each_run_once(slurm_cluster, tmp_path, cache_dir, monkeypatch):
+    from lnlbench.launch import launch_sweep
+
+    configs = load_sweep(sweep_file(tmp_path, "- {name: lp, hparams: {epochs: 1}}", "[0, 1]", "[0.2, 0.4]")).runs()
+    out = tmp_path / "out"
+    settings = LauncherSettings(time=15, cpus=1, sbatch={"hold": True}, job_name="lnlbench-concurrent")  # held
+    # sweep A stops just before it submits, until sweep B has planned (or is waiting to): the race, made certain
+    a_submitting, release_a, b_waits = threading.Event(), threading.Event(), threading.Event()
+    real_launch = SlurmLauncher.launch
+
+    def slow_launch(self, runs):
+        if threading.current_thread().name == "sweep-a":
+            a_submitting.set()
+            assert release_a.wait(300)
+        return real_launch(self, runs)
+
+    monkeypatch.setattr(SlurmLauncher, "launch", slow_launch)
+    said: dict[str, list[str]] = {"sweep-a": [], "sweep-b": []}
+    results: dict[str, object] = {}
+
+    def sweep(name: str) -> None:
+        def echo(line: str) -> None:
+            said[name].append(line)
+            if "waiting" in line:
+                b_waits.set()
+        results[name] = launch_sweep(configs, out, "slurm", settings, cache_dir=cache_dir, echo=echo)[1]
+
+    a = threading.Thread(target=sweep, args=("sweep-a",), name="sweep-a")
+    b = threading.Thread(target=sweep, args=("sweep-b",), name="sweep-b")
+    a.start()
+    assert a_submitting.wait(300)
+    b.start()
+    while b.is_alive() and not b_waits.is_set():  # B either submits at once (the bug) or waits for A's claim
+        b.join(0.05)
+    release_a.set()
+    a.join(300)
+    b.join(300)
+    job_ids = {json.loads((out / c.run_id / "submitted.json").read_text())["job_id"] for c in configs}
+    launched = [r for r in results.values() if r is not None]
+    arrays = {str(j.job_id).split("_")[0] for r in launched for j in r.jobs}
+    try:
+        assert len(launched) == 1, said  # one sweep submitted; the other found every run queued
+        assert any("4 queued" in line for line in said["sweep-b"]) and "nothing to launch" in said["sweep-b"], said
+        assert len(job_ids) == 4 and len(arrays) == 1
+    finally:
+        subprocess.run(["scancel", *arrays], timeout=30)

@@ -14,7 +14,7 @@ from lnlbench.errors import ConfigError
 from lnlbench.launch import LauncherSettings, launch_sweep
 from lnlbench.runner import resolve_config
 from lnlbench.runs import SCHEMA, write_json_atomic
-from lnlbench.sweep import load_sweep, parse_mem_gb, parse_time_min
+from lnlbench.sweep import load_sweep, parse_mem_gb, parse_mem_mb, parse_time_min
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -190,7 +190,9 @@ def test_time_and_memory_parsing():
     assert parse_mem_gb("16gb") == 16
     assert parse_mem_gb("512M") == 0.5
     assert parse_mem_gb(8) == 8
-    for bad in ("lots", "16", "0G"):
+    assert parse_mem_gb("16") == 16  # a number of GB, as docs/sweeps.md says (`--mem 16` arrives as a string)
+    assert parse_mem_mb("3G") == 3072 and parse_mem_mb("4000M") == 4000 and parse_mem_mb("1.5G") == 1536
+    for bad in ("lots", "0G", "-1", True, 0):
         with pytest.raises(ConfigError):
             parse_mem_gb(bad)
 

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
-from collections.abc import Callable, Sequence
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +17,7 @@ from lnlbench import status
 from lnlbench.errors import ConfigError
 from lnlbench.launch.base import Launched
 from lnlbench.launch.job import RunJob
+from lnlbench.launch.slurm import SubmissionError
 from lnlbench.launch.registry import launcher_registry
 from lnlbench.launch.settings import LauncherSettings
 from lnlbench.runs import SCHEMA, RunConfig, write_json_atomic
@@ -123,20 +130,74 @@ def launch_sweep(
     settings = settings or LauncherSettings()
     launcher = launcher_registry().get(launcher_name)(settings, out, echo)
     launcher.check()
+    existed = Path(out).expanduser().resolve().exists()
     out = check_output_dir(out, create=not dry_run)
-    plan = make_plan(configs, out)
-    echo(plan.describe())
-    todo = plan.to_launch
-    if dry_run or not todo:
+    if dry_run:
+        plan = make_plan(configs, out)
+        echo(plan.describe())
+        return plan, None
+    claimed: list[RunJob] = []
+    with launch_lock(out, echo):  # plan and claim under one lock: two sweeps on one grid never both launch a run
+        plan = make_plan(configs, out)
+        echo(plan.describe())
+        todo = plan.to_launch
         if not todo:
             echo("nothing to launch")
-        return plan, None
-    echo(f"launching {len(todo)} run(s) with {launcher.describe()} into {out}")
-    jobs = run_jobs(todo, out, launcher_name, cache_dir=cache_dir, device=device,
-                    keep_checkpoints=settings.keep_checkpoints)
-    for job in jobs:  # every run shows as pending in `lnlbench status` from now on
-        write_json_atomic(job.run_dir.config, job.config)
-    launched = launcher.launch(jobs)
+            return plan, None
+        echo(f"launching {len(todo)} run(s) with {launcher.describe()} into {out}")
+        jobs = run_jobs(todo, out, launcher_name, cache_dir=cache_dir, device=device,
+                        keep_checkpoints=settings.keep_checkpoints)
+        fresh = [job.run_dir.path for job in jobs if not job.run_dir.path.exists()]
+        for job in jobs:  # every run shows as pending in `lnlbench status` from now on
+            write_json_atomic(job.run_dir.config, job.config)
+        if getattr(launcher, "queues", False):  # submits under the lock; writes each submitted.json (job id) itself
+            try:
+                launched = launcher.launch(jobs)
+            except SubmissionError:
+                for path in fresh:  # a refused submission leaves nothing behind
+                    shutil.rmtree(path, ignore_errors=True)
+                if not existed:
+                    (out / LAUNCH_LOCK).unlink(missing_ok=True)
+                    with contextlib.suppress(OSError):
+                        out.rmdir()
+                raise
+        else:
+            for job in jobs:
+                write_json_atomic(job.run_dir.path / status.SUBMITTED, local_claim(launcher_name))
+            claimed = jobs
+    if not getattr(launcher, "queues", False):
+        try:
+            launched = launcher.launch(jobs)
+        finally:
+            for job in claimed:  # the claim ends with this process's launch; a record or a marker says the rest
+                with contextlib.suppress(OSError):
+                    if (status.read_json(job.run_dir.path / status.SUBMITTED) or {}).get("pid") == os.getpid():
+                        (job.run_dir.path / status.SUBMITTED).unlink()
     if wait and not launched.finished:
         launcher.wait(launched)
     return plan, launched
+
+
+LAUNCH_LOCK = ".launch.lock"  # flock-ed by a sweep while it plans and claims or submits its runs
+
+
+@contextlib.contextmanager
+def launch_lock(out: Path, echo: Callable[[str], None]) -> Iterator[None]:
+    """Hold OUT/.launch.lock: one sweep at a time decides what to launch into `out` and claims it."""
+    fd = os.open(out / LAUNCH_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            echo(f"another lnlbench sweep is launching into {out}; waiting for it to claim its runs")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def local_claim(launcher: str) -> dict[str, object]:
+    """submitted.json of a run handed to a launcher of this process: valid while this process lives."""
+    stat = status.proc_stat(os.getpid())
+    return {"launcher": launcher, "host": socket.gethostname(), "pid": os.getpid(),
+            "pid_start": stat[1] if stat else None, "argv": " ".join(sys.argv[:3]), "submitted_at": time.time()}
