@@ -8,7 +8,6 @@ is covered by tests/test_methods.py (`test_coteaching_peers_train_on_each_others
 from __future__ import annotations
 
 import pytest
-import torch
 
 from lnlbench.plugins import method_registry
 from lnlbench.selection import small_loss_count
@@ -20,14 +19,6 @@ T_K = 3
 EPOCHS = 5
 BATCH = 20
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP oversubscription on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("tau, t_k", [(0.4, 3), (0.5, 1), (0.8, 10)])

@@ -31,14 +31,6 @@ BASE = {"epochs": EPOCHS, "warmup_epochs": WARMUP, "rampup_epochs": RAMPUP, "bat
         "lr": 0.05, "lambda_u": 25.0}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP oversubscription on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 class Remembering(torch.nn.Module):
     """A linear classifier on the flattened pixels that keeps the softmax of every forward run without gradients."""

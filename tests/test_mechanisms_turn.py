@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 import torch
 
 from lnlbench.context import MethodContext
@@ -22,14 +21,6 @@ from test_methods import C, make_ctx
 STEP1 = {"lp_epochs": 15, "lp_lr": 0.05, "lp_weight_decay": 0.0, "lp_batch_size": 32}
 STEP3 = {"ft_epochs": 2, "ft_batch_size": 8, "ft_lr": 0.01, "augment": False}
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP oversubscription on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def separable_features(ctx: MethodContext, clean: torch.Tensor) -> None:

@@ -32,15 +32,6 @@ SIZE = 8
 NOISE = 0.4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are tiny: one intra-op thread avoids OpenMP oversubscription on a busy machine (measured: a
-    digits run takes ~30 s with 2 threads under load and ~3 s with 1)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 # --- constructed data -----------------------------------------------------------------------------------------------
 

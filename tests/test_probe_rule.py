@@ -27,14 +27,6 @@ from test_methods import C, make_ctx
 BASE = OptimSettings(epochs=20, lr=float("nan"), weight_decay=float("nan"), batch_size=32, optimizer="adam")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def small_features(ctx, scale: float) -> torch.Tensor:
     """Features that separate the CLEAN classes (one prototype per class plus noise), scaled down to `scale`: as at

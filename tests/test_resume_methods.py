@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from lnlbench import engine
 from lnlbench.plugins import method_registry
@@ -47,14 +46,6 @@ def builtin_methods() -> set[str]:
 class Interrupted(Exception):
     """Raised after a checkpoint is written, as a kill would stop the run there."""
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: tiny tensors, a shared machine, and the same reduction order in both runs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def config_for(method: str):
