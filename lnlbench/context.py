@@ -69,7 +69,7 @@ class MethodContext:
         """The samples of one epoch: all of `indices`, or a class-balanced draw when the protocol asks for one."""
         if self.samples_per_epoch is None:
             return indices
-        from lnlbench.data.clothing1m import balanced_epoch_indices
+        from lnlbench.sampling import balanced_epoch_indices
 
         picks = balanced_epoch_indices(labels[indices], self.samples_per_epoch, self.rng(phase, "balanced", epoch),
                                        self.num_classes)

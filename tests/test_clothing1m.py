@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from lnlbench.data import load_dataset
-from lnlbench.data.clothing1m import CLASSES, balanced_epoch_indices, load_clothing1m
+from lnlbench.data.clothing1m import CLASSES, load_clothing1m
+from lnlbench.sampling import balanced_epoch_indices
 from lnlbench.data.image_cache import CacheSpec, build_cache
 from lnlbench.errors import ConfigError, DataError
 

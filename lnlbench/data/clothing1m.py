@@ -20,7 +20,6 @@ test set; the clean validation set is `extra["eval_splits"]["val"]`.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ from lnlbench.data.base import Dataset, register_dataset
 from lnlbench.data.loading import check_reader_options, lazy_split, open_cache
 from lnlbench.data.manifest import DatasetIndex, Manifest, RequiredFile, register_manifest
 from lnlbench.errors import DataError
+from lnlbench.sampling import balanced_epoch_indices  # noqa: F401  (the draw `samples_per_epoch` asks for)
 
 NAME = "clothing1m"
 NUM_CLASSES = 14
@@ -221,30 +221,3 @@ def load_clothing1m(
             "samples_per_epoch": samples_per_epoch,
         },
     )
-
-
-def balanced_epoch_indices(
-    noisy_labels: torch.Tensor | np.ndarray,
-    num_samples: int,
-    generator: torch.Generator,
-    num_classes: int | None = None,
-) -> torch.Tensor:
-    """Indices of one epoch's class-balanced random subset, as DivideMix trains on Clothing1M.
-
-    DivideMix (`dataloader_clothing1M.py`, mode 'all') draws, each epoch, `num_samples` = num_batches x batch size
-    images (1000 x 32 x 2 for warm-up) with at most num_samples / num_classes per noisy class. Here each class
-    gives ceil(num_samples / num_classes) of its images (all of them when it has fewer) drawn without replacement,
-    then the pool is shuffled and cut to `num_samples`. Labels < 0 are never drawn. Deterministic in `generator`.
-    """
-    labels = torch.as_tensor(noisy_labels, dtype=torch.long).reshape(-1)
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be positive, got {num_samples}")
-    classes = int(num_classes) if num_classes is not None else int(labels.max().item()) + 1 if len(labels) else 0
-    if classes < 1:
-        return torch.zeros(0, dtype=torch.long)
-    quota = math.ceil(num_samples / classes)
-    order = torch.randperm(len(labels), generator=generator)
-    shuffled = labels[order]
-    picked = [order[shuffled == c][:quota] for c in range(classes)]
-    pool = torch.cat(picked)
-    return pool[torch.randperm(len(pool), generator=generator)][:num_samples]
