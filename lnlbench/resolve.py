@@ -49,16 +49,15 @@ def resolve_config(
     """
     import timm
 
-    from lnlbench.data.base import DATASETS, load_dataset
+    from lnlbench.data.base import load_dataset
     from lnlbench.fingerprint import dataset_fingerprint
     from lnlbench.hashing import file_sha256
     from lnlbench.models import weights_sha256
-    from lnlbench.noise import NOISE_MODELS, read_asym_map
-    from lnlbench.plugins import method_registry, register_plugin_datasets
+    from lnlbench.noise import read_asym_map
+    from lnlbench.plugins import dataset_registry, method_registry, noise_registry
 
-    register_plugin_datasets()
-    reader = DATASETS.get(dataset)
-    NOISE_MODELS.get(noise)
+    reader = dataset_registry().get(dataset)
+    noise_registry().get(noise)
     method_cls = method_registry().get(method)
     rate = check_rate(rate)
     if reader.needs_data_root and not data_root:

@@ -278,9 +278,8 @@ def _path(value: Any, base: Path) -> str | None:
 
 
 def _dataset(src: Source, i: int, entry: Any, base: Path) -> DatasetEntry:
-    from lnlbench import data as _readers  # noqa: F401  (import fills the dataset registry)
-    from lnlbench.data.base import DATASETS, check_options
-    from lnlbench.plugins import register_plugin_datasets
+    from lnlbench.data.base import check_options
+    from lnlbench.plugins import dataset_registry
 
     keys: tuple = ("datasets", i)
     if isinstance(entry, str):
@@ -288,10 +287,9 @@ def _dataset(src: Source, i: int, entry: Any, base: Path) -> DatasetEntry:
     if not isinstance(entry, dict) or "name" not in entry:
         raise src.error(keys, f"{entry!r}: write a dataset name or {{name: ..., data_root: ..., options: {{...}}}}")
     _check_keys(src, keys, entry, DATASET_KEYS)
-    register_plugin_datasets()
     name = str(entry["name"])
     try:
-        reader = DATASETS.get(name)
+        reader = dataset_registry().get(name)
     except ConfigError as exc:
         raise src.error((*keys, "name"), str(exc)) from None
     options = entry.get("options") or {}
@@ -308,7 +306,7 @@ def _dataset(src: Source, i: int, entry: Any, base: Path) -> DatasetEntry:
 
 
 def _noise(src: Source, i: int, entry: Any, base: Path) -> list[NoiseEntry]:
-    from lnlbench.noise import NOISE_MODELS
+    from lnlbench.plugins import noise_registry
 
     keys: tuple = ("noise", i)
     if isinstance(entry, list):
@@ -320,7 +318,7 @@ def _noise(src: Source, i: int, entry: Any, base: Path) -> list[NoiseEntry]:
     _check_keys(src, keys, entry, NOISE_KEYS)
     model = str(entry["model"])
     try:
-        NOISE_MODELS.get(model)
+        noise_registry().get(model)
     except ConfigError as exc:
         raise src.error((*keys, "model") if (*keys, "model") in src.lines else keys, str(exc)) from None
     if ("rate" in entry) == ("rates" in entry):

@@ -80,21 +80,27 @@ def forget_rate_at(epoch: int, tau: float, num_gradual: int) -> float:
     return tau * min(epoch / num_gradual, 1.0)
 
 
+def _noise_model(name: str) -> Any:
+    """The registered noise model `name`, or None for one this process does not know (then trust the rate)."""
+    from lnlbench.plugins import noise_registry
+
+    try:
+        return noise_registry().get(name)
+    except ConfigError:
+        return None
+
+
 def expected_noise_fraction(noise_model: str, rate: float, num_classes: int) -> float:
-    """The expected fraction of wrong labels for a declared rate: rate, except for `sym-dividemix`, whose draws over
-    all classes hit the true class with probability 1/C, giving rate * (C - 1) / C."""
-    if noise_model == "sym-dividemix":
-        return rate * (num_classes - 1) / num_classes
-    return rate
+    """The expected fraction of wrong labels for a declared rate, as the noise model states it (the rate itself
+    for an unknown model)."""
+    model = _noise_model(noise_model)
+    return rate if model is None else model.expected_wrong_fraction(rate, num_classes)
 
 
 def _uses_rate(noise_model: str) -> bool:
-    from lnlbench.noise import NOISE_MODELS
-
-    try:
-        return NOISE_MODELS.get(noise_model).uses_rate
-    except ConfigError:  # a noise model this process does not know: trust the declared rate
-        return True
+    """Whether the noise model's labels follow the declared rate (else tau is estimated under `tau_source=auto`)."""
+    model = _noise_model(noise_model)
+    return True if model is None else model.uses_rate
 
 
 def coteaching_step(

@@ -37,23 +37,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from lnlbench.data.base import DATASETS
-    from lnlbench import data as _readers  # noqa: F401
-    from lnlbench.plugins import register_plugin_datasets
+    from lnlbench.plugins import dataset_registry
 
-    register_plugin_datasets()
-    for name in DATASETS.names():
-        reader = DATASETS.get(name)
+    registry = dataset_registry()
+    for name in registry.names():
+        reader = registry.get(name)
         root = "needs --data-root" if reader.needs_data_root else "embedded"
         print(f"{name:<14} {root:<18} {reader.description}")
     return 0
 
 
 def cmd_noise_models(args: argparse.Namespace) -> int:
-    from lnlbench.noise import NOISE_MODELS
+    from lnlbench.plugins import noise_registry
 
-    for name in NOISE_MODELS.names():
-        print(f"{name:<14} {NOISE_MODELS.get(name).description}")
+    registry = noise_registry()
+    for name in registry.names():
+        print(f"{name:<14} {registry.get(name).description}")
     return 0
 
 
@@ -101,10 +100,10 @@ def cmd_backbones(args: argparse.Namespace) -> int:
 
 def cmd_noise(args: argparse.Namespace) -> int:
     from lnlbench.data.base import load_dataset
-    from lnlbench.noise import NOISE_MODELS
+    from lnlbench.plugins import noise_registry
     from lnlbench.runner import default_cache_dir, make_noisy_labels, resolve_config
 
-    NOISE_MODELS.get(args.noise)
+    noise_registry().get(args.noise)
     config = resolve_config(
         dataset=args.dataset, noise=args.noise, rate=args.rate, method="lp", noise_seed=args.noise_seed,
         dataset_options=parse_set(args.option), data_root=args.data_root, noise_file=args.noise_file,

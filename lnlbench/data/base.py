@@ -73,14 +73,19 @@ class DatasetReader:
     needs_data_root: bool = True
 
 
+# The readers declared with `@register_dataset`; look names up with `lnlbench.plugins.dataset_registry()`, which
+# holds these and the readers plugins return from the `lnlbench_datasets` hook.
 DATASETS: Registry[DatasetReader] = Registry("dataset")
 
 
 def register_dataset(name: str, description: str, needs_data_root: bool = True):
-    """Decorator registering `load(data_root, download=False, **options) -> Dataset` under `name`."""
+    """Decorator declaring `load(data_root, download=False, **options) -> Dataset` under `name`."""
 
     def wrap(fn: Callable[..., Dataset]) -> Callable[..., Dataset]:
+        from lnlbench.plugins import dataset_registry
+
         DATASETS.add(name, DatasetReader(name, description, fn, needs_data_root))
+        dataset_registry.cache_clear()  # a reader declared after the registry was filled still joins it
         return fn
 
     return wrap
@@ -88,9 +93,9 @@ def register_dataset(name: str, description: str, needs_data_root: bool = True):
 
 def load_dataset(name: str, data_root: str | Path | None = None, download: bool = False, **options) -> Dataset:
     """Load a registered dataset by name (raises `ConfigError` for unknown names, `DataError` for bad data)."""
-    from lnlbench import data as _readers  # noqa: F401  (import fills the registry)
+    from lnlbench.plugins import dataset_registry
 
-    reader = DATASETS.get(name)
+    reader = dataset_registry().get(name)
     check_options(reader, options)
     root = Path(data_root).expanduser() if data_root is not None else None
     return reader.load(root, download=download, **options)

@@ -75,6 +75,11 @@ class NoiseInputs:
 NoiseFunction = Callable[[np.ndarray, int, float, np.random.Generator, NoiseInputs], np.ndarray]
 
 
+def declared_rate(rate: float, num_classes: int) -> float:
+    """The expected wrong-label fraction of a model whose rate is the fraction of labels it makes wrong."""
+    return rate
+
+
 @dataclass(frozen=True)
 class NoiseModel:
     """A registered noise model: how to make the labels, plus what people and the cache need to know."""
@@ -85,8 +90,13 @@ class NoiseModel:
     uses_rate: bool = True
     # cache_extras(inputs, num_classes) -> JSON-able dict of the inputs that change the labels (part of the cache key)
     cache_extras: Callable[[NoiseInputs, int], dict[str, Any]] | None = field(default=None)
+    # expected_wrong_fraction(rate, num_classes) -> the fraction of labels expected wrong at that declared rate (what
+    # methods that take the rate as a prior use, e.g. co-teaching's tau)
+    expected_wrong_fraction: Callable[[float, int], float] = field(default=declared_rate)
 
 
+# The models declared with `@register_noise_model`; look names up with `lnlbench.plugins.noise_registry()`, which
+# holds these and the models plugins return from the `lnlbench_noise_models` hook.
 NOISE_MODELS: Registry[NoiseModel] = Registry("noise model")
 
 
@@ -96,11 +106,15 @@ def register_noise_model(
     *,
     uses_rate: bool = True,
     cache_extras: Callable[[NoiseInputs, int], dict[str, Any]] | None = None,
+    expected_wrong_fraction: Callable[[float, int], float] = declared_rate,
 ) -> Callable[[NoiseFunction], NoiseFunction]:
-    """Decorator registering a noise function under `name` with a one-line description."""
+    """Decorator declaring a noise function under `name` with a one-line description."""
 
     def wrap(fn: NoiseFunction) -> NoiseFunction:
-        NOISE_MODELS.add(name, NoiseModel(name, description, fn, uses_rate, cache_extras))
+        from lnlbench.plugins import noise_registry
+
+        NOISE_MODELS.add(name, NoiseModel(name, description, fn, uses_rate, cache_extras, expected_wrong_fraction))
+        noise_registry.cache_clear()  # a model declared after the registry was filled still joins it
         return fn
 
     return wrap

@@ -19,7 +19,6 @@ import numpy as np
 
 from lnlbench.atomic import atomic_write
 from lnlbench.noise.base import (
-    NOISE_MODELS,
     NoiseInputs,
     NoisyLabels,
     as_labels,
@@ -29,6 +28,7 @@ from lnlbench.noise.base import (
     make_record,
     rate_for,
 )
+from lnlbench.plugins import noise_registry
 from lnlbench.noise.inject import inject_noise
 
 CACHE_FORMAT = 1  # bump when a noise model's algorithm changes, so old labels are not reused
@@ -42,7 +42,7 @@ def request_key(
     dataset_key: str, model: str, clean: np.ndarray, num_classes: int, rate: float | None, seed: int, inputs: NoiseInputs
 ) -> dict[str, Any]:
     """Everything that determines the noisy labels, as a JSON-able dict."""
-    noise_model = NOISE_MODELS.get(model)
+    noise_model = noise_registry().get(model)
     key: dict[str, Any] = {
         "format": CACHE_FORMAT,
         "dataset": dataset_key,
@@ -88,7 +88,7 @@ def cached_noisy_labels(
     `dataset_key` must name the dataset's content (e.g. `Dataset.content_sha256()`), so that different data never
     shares cached labels.
     """
-    noise_model = NOISE_MODELS.get(model)
+    noise_model = noise_registry().get(model)
     num_classes = check_num_classes(num_classes)
     rate = rate_for(noise_model, rate)
     seed = check_seed(seed)

@@ -10,7 +10,6 @@ import numpy as np
 
 from lnlbench.noise.base import (
     register_noise_model,
-    NOISE_MODELS,
     NoiseInputs,
     NoisyLabels,
     as_labels,
@@ -21,6 +20,7 @@ from lnlbench.noise.base import (
     make_record,
     rate_for,
 )
+from lnlbench.plugins import noise_registry
 
 
 def noise_rng(seed: int) -> np.random.Generator:
@@ -46,7 +46,7 @@ def inject_noise(
     `images` is used by `idn`; `dataset_name`, `superclasses` and `asym_map` by `asym`; `path` by `file` (which
     ignores `rate`). Unknown models, bad rates and missing inputs raise ConfigError; bad labels raise DataError.
     """
-    noise_model = NOISE_MODELS.get(model)
+    noise_model = noise_registry().get(model)
     num_classes = check_num_classes(num_classes)
     rate = rate_for(noise_model, rate)
     seed = check_seed(seed)

@@ -49,6 +49,7 @@ def symmetric_exclusive(
     "sym-dividemix",
     "symmetric, DivideMix/ELR convention: round(rate*N) labels redrawn uniformly over ALL classes (true class "
     "included), so the realized rate is about rate*(C-1)/C, e.g. 0.45 for rate 0.5 on 10 classes",
+    expected_wrong_fraction=lambda rate, num_classes: rate * (num_classes - 1) / num_classes,
 )
 def symmetric_inclusive(
     clean: np.ndarray, num_classes: int, rate: float, rng: np.random.Generator, inputs: NoiseInputs
