@@ -6,6 +6,8 @@ A run directory tells the truth by its files alone:
 - `running.json` (written by the process executing the run: pid, host, heartbeat by mtime) whose process is
   alive (same host: the pid exists; another host: the heartbeat is fresh): **running**;
 - `result.json` with status "failed": **failed**, with the record's error line;
+- `interrupted.json` (written by a launcher stopped with SIGTERM/SIGINT; newer than any failed record):
+  **interrupted**, with why, when and the checkpoint a relaunch resumes from;
 - `config.json` and nothing else that counts (never started, interrupted, killed, or queued on SLURM): **pending**.
 
 Only this module decides; `lnlbench status`, `lnlbench sweep` and the launchers ask it.
@@ -26,8 +28,10 @@ from typing import Any
 from lnlbench.runs import SCHEMA, RunDir
 
 STATES = ("done", "running", "failed", "pending")
+INTERRUPTED_STATE = "interrupted"  # stopped by its launcher (SIGTERM/SIGINT); shown in counts only when there are some
 OLD_SCHEMA = "old-schema"  # a record or config of an older schema: its run id is not this version's
 MARKER = "running.json"  # written while a process executes the run
+INTERRUPTED = "interrupted.json"  # written by a launcher that stopped the run (SIGTERM/SIGINT); removed on restart
 SUBMITTED = "submitted.json"  # written by a launcher that queues the run elsewhere (SLURM job id)
 LOCK = "lock"  # flock-ed by the executing process: two processes never run the same run at once
 HEARTBEAT_S = 30.0  # the executing process touches its marker this often
@@ -197,6 +201,13 @@ def run_state(run_dir: Path, queued: set[str] | None = None) -> RunState:
         where = f"{marker.get('host')}:{marker.get('pid')}"
         job = marker.get("slurm_job_id")
         return RunState(run_dir.name, "running", where + (f" (slurm job {job})" if job else ""), config, record)
+    stopped = read_json(run_dir / INTERRUPTED)
+    if stopped is not None and not (record is not None and _newer(rd.result, run_dir / INTERRUPTED)):
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stopped.get("at") or 0))
+        ck = checkpoint_epochs(run_dir)
+        detail = f"{stopped.get('reason', 'stopped by its launcher')} at {when}; " + (
+            f"resumes from checkpoint {ck}" if ck else "no checkpoint yet: starts over")
+        return RunState(run_dir.name, "interrupted", detail, config, record)
     if record is not None and record.get("status") == "failed":
         return RunState(run_dir.name, "failed", last_error_line(run_dir, record), config, record)
     why = []
@@ -214,6 +225,14 @@ def run_state(run_dir: Path, queued: set[str] | None = None) -> RunState:
     if ck:
         why.append(f"checkpoint {ck}")
     return RunState(run_dir.name, "pending", "; ".join(why), config, record)
+
+
+def _newer(a: Path, b: Path) -> bool:
+    """Whether file `a` was modified after file `b` (False when either is missing)."""
+    try:
+        return a.stat().st_mtime >= b.stat().st_mtime
+    except OSError:
+        return False
 
 
 def last_error_line(run_dir: Path, record: dict[str, Any]) -> str:
@@ -262,7 +281,7 @@ def scan(out: Path | str, run_ids: list[str] | None = None, check_slurm: bool = 
 
 
 def counts(states: list[RunState]) -> dict[str, int]:
-    """Runs per state (old-schema only when there are some)."""
+    """Runs per state (interrupted and old-schema only when there are some)."""
     c = {s: 0 for s in STATES}
     for st in states:
         c[st.state] = c.get(st.state, 0) + 1
@@ -271,5 +290,5 @@ def counts(states: list[RunState]) -> dict[str, int]:
 
 def format_counts(states: list[RunState]) -> str:
     c = counts(states)
-    shown = STATES + ((OLD_SCHEMA,) if c.get(OLD_SCHEMA) else ())
+    shown = STATES + tuple(s for s in (INTERRUPTED_STATE, OLD_SCHEMA) if c.get(s))
     return f"{len(states)} runs: " + ", ".join(f"{c[s]} {s}" for s in shown)

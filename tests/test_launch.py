@@ -310,3 +310,62 @@ def test_sigkilled_local_run_resumes_and_ends_with_the_same_record(tmp_path, cac
     for key in ("run_id", "config", "hparams", "noise", "n_train", "n_test"):
         assert record[key] == reference[key], key
     assert not (run_dir / "checkpoints").exists()
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = status.proc_stat(int(entry.name))
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[-1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if stat and stat[0] not in ("Z", "X"):
+                children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    stat = status.proc_stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_to_the_local_launcher_stops_every_worker_and_marks_the_runs_interrupted(tmp_path, cache_dir, sig):
+    import subprocess
+    import sys
+
+    path = sweep_file(tmp_path, "- {name: fft, hparams: {epochs: 200}}", seeds="[0, 1]")
+    configs = load_sweep(path).runs()
+    out = tmp_path / "out"
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "lnlbench.cli", "sweep", str(path), "--out", str(out), "--jobs", "2",
+         "--cache-dir", str(cache_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,  # so the test's own process group never receives anything
+    )
+    try:
+        wait_for(lambda: all((out / c.run_id / "checkpoints" / "finetune.pt").exists() for c in configs),
+                 what="a checkpoint of both runs")
+        below = descendants(launcher.pid)  # workers, the fork server, the resource tracker
+        workers = {json.loads((out / c.run_id / status.MARKER).read_text())["pid"] for c in configs}
+        assert workers <= below
+        launcher.send_signal(sig)
+        text = launcher.communicate(timeout=300)[0]
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 130, text
+    assert "stopping 2 run(s)" in text and "interrupted" in text, text
+    wait_for(lambda: not any(alive(p) for p in below), timeout=60, what="every process of the launcher to end")
+    states = status.scan(out)
+    assert [s.state for s in states] == ["interrupted", "interrupted"], states
+    assert all(sig.name in s.detail and "resumes from checkpoint finetune" in s.detail for s in states), states
+    assert not list(out.glob("*/running.json"))

@@ -43,7 +43,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("status", help="list the runs of an output directory: done, running, failed, pending")
     p.add_argument("out", help="output directory of `lnlbench run` or `lnlbench sweep`")
-    p.add_argument("--state", action="append", choices=["done", "running", "failed", "pending", "old-schema"],
+    p.add_argument("--state", action="append",
+                   choices=["done", "running", "failed", "pending", "interrupted", "old-schema"],
                    help="show only runs in this state (repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON object per run")
     p.set_defaults(func=cmd_status)

@@ -41,14 +41,17 @@ class Plan:
     def to_launch(self) -> list[RunConfig]:
         return [
             c for c in self.configs
-            if self.states[c.run_id].state in ("failed", "pending") and not status.is_queued(self.states[c.run_id])
+            if self.states[c.run_id].state in ("failed", "pending", status.INTERRUPTED_STATE)
+            and not status.is_queued(self.states[c.run_id])
         ]
 
     def describe(self) -> str:
         failed, pending = len(self.ids("failed")), len(self.ids("pending")) - len(self.queued)
+        stopped = len(self.ids(status.INTERRUPTED_STATE))
         return (
             f"{len(self.configs)} runs: {len(self.ids('done'))} done, {len(self.ids('running'))} running, "
-            f"{len(self.queued)} queued, {failed} failed (relaunched), {pending} pending; "
+            f"{len(self.queued)} queued, {failed} failed (relaunched), "
+            + (f"{stopped} interrupted (resumed), " if stopped else "") + f"{pending} pending; "
             f"{len(self.to_launch)} to launch"
         )
 
