@@ -55,6 +55,7 @@ def claim(run_dir: Path, launcher: str, wait: bool = False) -> Iterator[bool]:
                 "started_at": time.time(),
             },
         )
+        (run_dir / status.INTERRUPTED).unlink(missing_ok=True)  # running again: the old interruption is history
         stop = threading.Event()
 
         def heartbeat() -> None:
