@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -27,6 +27,14 @@ class HParam:
     low_open: bool = False
     high_open: bool = False
     choices: tuple | None = None
+
+    def like(self, source: str | None = None, *, prefix: str = "", suffix: str = "", **changes: Any) -> HParam:
+        """This hyperparameter for another method: same default, bounds and choices unless `changes` name them.
+
+        The source becomes `prefix + (source or this one's source) + suffix`, so a method that reuses `fft`'s
+        learning rate writes `FFT_HPARAMS["lr"].like(prefix="as `fft`: ")` and follows any change made to it.
+        """
+        return replace(self, source=prefix + (self.source if source is None else source) + suffix, **changes)
 
     def check(self, name: str, value: Any) -> Any:
         """Coerce `value` to the default's type and check bounds/choices; raise ConfigError naming the fix."""

@@ -36,13 +36,15 @@ _FT = "as `fft`, so the comparison isolates the method: "
 _OFFICIAL_OPT = " (official main.py: Adam, lr 1e-3, training from scratch)"
 
 COTEACHING_HPARAMS: dict[str, HParam] = {
-    "epochs": HParam(FFT_HPARAMS["epochs"].default, _FT + FFT_HPARAMS["epochs"].source, low=1),
-    "lr": HParam(FFT_HPARAMS["lr"].default, _FT + FFT_HPARAMS["lr"].source + _OFFICIAL_OPT, low=0.0, low_open=True),
-    "weight_decay": HParam(FFT_HPARAMS["weight_decay"].default, _FT + FFT_HPARAMS["weight_decay"].source, low=0.0),
+    "epochs": FFT_HPARAMS["epochs"].like(prefix=_FT),
+    "lr": FFT_HPARAMS["lr"].like(prefix=_FT, suffix=_OFFICIAL_OPT),
+    "weight_decay": FFT_HPARAMS["weight_decay"].like(prefix=_FT),
     "batch_size": HParam(128, "official main.py: --batch_size 128", low=2),
-    "optimizer": HParam("sgd", _FT + "SGD, momentum 0.9" + _OFFICIAL_OPT, choices=("sgd", "adam", "adamw")),
-    "schedule": HParam("cosine", _FT + "cosine", choices=("cosine", "constant")),
-    "augment": HParam(True, _FT + "crop + flip (official main.py: no augmentation, transforms.ToTensor only)"),
+    "optimizer": FFT_HPARAMS["optimizer"].like(_FT + "SGD, momentum 0.9" + _OFFICIAL_OPT),
+    "schedule": FFT_HPARAMS["schedule"].like(_FT + "cosine"),
+    "augment": FFT_HPARAMS["augment"].like(
+        _FT + "crop + flip (official main.py: no augmentation, transforms.ToTensor only)"
+    ),
     "forget_rate": HParam(
         None,
         "official main.py: --forget_rate None, meaning the noise rate; the paper's tau",

@@ -54,15 +54,13 @@ TURN_HPARAMS: dict[str, HParam] = {
         "budget rule",
         low=1,
     ),
-    "lp_lr": HParam(LP_HPARAMS["lr"].default, _LP + LP_HPARAMS["lr"].source + ", on the GCE loss",
-                    low=0.0, low_open=True),
-    "lp_weight_decay": HParam(LP_HPARAMS["weight_decay"].default,
-                              _LP + LP_HPARAMS["weight_decay"].source + ", on the GCE loss", low=0.0),
-    "lp_batch_size": HParam(LP_HPARAMS["batch_size"].default, _LP + LP_HPARAMS["batch_size"].source, low=1),
-    "lp_optimizer": HParam(LP_HPARAMS["optimizer"].default, _LP + "Adam", choices=("adam", "adamw", "sgd")),
-    "lp_schedule": HParam(LP_HPARAMS["schedule"].default, _LP + "cosine", choices=("cosine", "constant")),
+    "lp_lr": LP_HPARAMS["lr"].like(prefix=_LP, suffix=", on the GCE loss"),
+    "lp_weight_decay": LP_HPARAMS["weight_decay"].like(prefix=_LP, suffix=", on the GCE loss"),
+    "lp_batch_size": LP_HPARAMS["batch_size"].like(prefix=_LP),
+    "lp_optimizer": LP_HPARAMS["optimizer"].like(_LP + "Adam"),
+    "lp_schedule": LP_HPARAMS["schedule"].like(_LP + "cosine"),
     "loss": HParam("gce", "TURN paper, step 1: linear probing with a noise-robust loss (GCE)", choices=("gce", "ce")),
-    "gce_q": HParam(0.7, "Zhang & Sabuncu (NeurIPS 2018), Sec. 4: q = 0.7", low=0.0, high=1.0, low_open=True),
+    "gce_q": LP_HPARAMS["gce_q"].like(),
     # Step 2: noise reduction.
     "selection_loss": HParam(
         "ce", "DivideMix official Train_cifar.py (eval_train): the mixture is fitted to per-sample cross-entropy",
@@ -88,15 +86,13 @@ TURN_HPARAMS: dict[str, HParam] = {
         help="'none' keeps every sample over the threshold", choices=BALANCE_RULES,
     ),
     # Step 3: full fine-tuning on the selected subset.
-    "ft_epochs": HParam(FFT_HPARAMS["epochs"].default, _FT + FFT_HPARAMS["epochs"].source, low=1),
-    "ft_lr": HParam(FFT_HPARAMS["lr"].default, _FT + FFT_HPARAMS["lr"].source, low=0.0, low_open=True),
-    "ft_weight_decay": HParam(FFT_HPARAMS["weight_decay"].default, _FT + FFT_HPARAMS["weight_decay"].source, low=0.0),
-    "ft_batch_size": HParam(FFT_HPARAMS["batch_size"].default, _FT + FFT_HPARAMS["batch_size"].source, low=1),
-    "ft_optimizer": HParam(
-        FFT_HPARAMS["optimizer"].default, _FT + "SGD, momentum 0.9", choices=("sgd", "adam", "adamw")
-    ),
-    "ft_schedule": HParam(FFT_HPARAMS["schedule"].default, _FT + "cosine", choices=("cosine", "constant")),
-    "augment": HParam(FFT_HPARAMS["augment"].default, _FT + FFT_HPARAMS["augment"].source),
+    "ft_epochs": FFT_HPARAMS["epochs"].like(prefix=_FT),
+    "ft_lr": FFT_HPARAMS["lr"].like(prefix=_FT),
+    "ft_weight_decay": FFT_HPARAMS["weight_decay"].like(prefix=_FT),
+    "ft_batch_size": FFT_HPARAMS["batch_size"].like(prefix=_FT),
+    "ft_optimizer": FFT_HPARAMS["optimizer"].like(_FT + "SGD, momentum 0.9"),
+    "ft_schedule": FFT_HPARAMS["schedule"].like(_FT + "cosine"),
+    "augment": FFT_HPARAMS["augment"].like(prefix=_FT),
 }
 
 

@@ -103,3 +103,18 @@ def test_thirdparty_plugin_is_listed_and_runs(thirdparty_site, tmp_path):
     assert record["status"] == "done" and record["method"] == "majority"
     assert "count" in record["cost"]["phases"]
     assert 0.05 <= record["metrics"]["test_acc"] <= 0.2  # one class of ten, stratified test set
+
+
+def test_hparam_like_follows_its_origin():
+    lr = HParam(0.01, "origin", help="step size", low=0.0, low_open=True, choices=None)
+    copy = lr.like(prefix="as `fft`: ", suffix=" (paper)")
+    assert copy.source == "as `fft`: origin (paper)"
+    assert (copy.default, copy.help, copy.low, copy.low_open) == (0.01, "step size", 0.0, True)
+    assert lr.like("own").source == "own" and lr.like(default=0.1).default == 0.1
+    from lnlbench_plugins.fft import FFT_HPARAMS
+    from lnlbench_plugins.turn import TURN_HPARAMS
+
+    for key in ("lr", "weight_decay", "optimizer", "schedule"):
+        ours, origin = TURN_HPARAMS[f"ft_{key}"], FFT_HPARAMS[key]
+        fields = ("default", "low", "high", "low_open", "high_open", "choices")
+        assert [getattr(ours, f) for f in fields] == [getattr(origin, f) for f in fields]
