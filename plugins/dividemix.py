@@ -27,6 +27,11 @@ deviations 0.08 to 0.12). With `warmup_until_separated` (default) the warm-up go
 most to half the budget, until both networks' loss mixtures are separated: Ashman's D of the two components at
 least `min_separation` (2, the bound Ashman, Bird and Zepf 1994 give for a clean separation of two normals). The
 check uses only the noisy labels (the losses the next co-divide would fit); each check is in `warmup_checks`.
+
+Measured with this rule (cifar10-mini, 32 px, sym 50%, default budget, CPU): the warm-up ran to its cap of 5
+epochs (D 0.68 to 1.21), the ensemble reached 0.3585 after it and ended at 0.3350 (0.3605 to 0.3350 over the five
+training epochs, lambda_u ramping to 15.6 at lr / 10, labelled-set precision 0.84 to 0.87): no collapse (before:
+0.2635 after warm-up, 0.1590 final), but still 0.02 under its own warm-up accuracy at 32 px.
 """
 
 from __future__ import annotations
