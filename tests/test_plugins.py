@@ -118,3 +118,33 @@ def test_hparam_like_follows_its_origin():
         ours, origin = TURN_HPARAMS[f"ft_{key}"], FFT_HPARAMS[key]
         fields = ("default", "low", "high", "low_open", "high_open", "choices")
         assert [getattr(ours, f) for f in fields] == [getattr(origin, f) for f in fields]
+
+
+def test_thirdparty_dataset_noise_model_and_launcher_are_listed_and_work(thirdparty_site, tmp_path):
+    datasets = _lnlbench(["datasets"], thirdparty_site, tmp_path)
+    assert datasets.returncode == 0, datasets.stderr
+    assert {"digits", "stripes"} <= {line.split()[0] for line in datasets.stdout.splitlines() if line.strip()}
+    models = _lnlbench(["noise-models"], thirdparty_site, tmp_path)
+    assert models.returncode == 0, models.stderr
+    assert {"sym", "shift"} <= {line.split()[0] for line in models.stdout.splitlines() if line.strip()}
+    launchers = subprocess.run(
+        [sys.executable, "-c", "from lnlbench.plugins import launcher_registry; print(*launcher_registry().names())"],
+        env=dict(os.environ, PYTHONPATH=str(thirdparty_site)), capture_output=True, text=True, timeout=300,
+    )
+    assert launchers.returncode == 0, launchers.stderr
+    assert {"local", "debug", "slurm", "inline-test"} <= set(launchers.stdout.split())
+
+    sweep = tmp_path / "plugin.yaml"
+    sweep.write_text(
+        "datasets: [stripes]\nnoise:\n  - {model: shift, rate: 0.25}\nmethods:\n  - majority\n"
+        "backbones:\n  - {name: test_efficientnet, weights: random, image_size: 16}\nseeds: [0]\n"
+    )
+    out = tmp_path / "out"
+    run = _lnlbench(["sweep", str(sweep), "--out", str(out), "--launcher", "inline-test",
+                     "--cache-dir", str(tmp_path / "cache")], thirdparty_site, tmp_path)
+    assert run.returncode == 0, run.stderr
+    (record_path,) = out.glob("*/result.json")
+    record = json.loads(record_path.read_text())
+    assert record["status"] == "done", record.get("error")
+    assert (record["dataset"], record["method"]) == ("stripes", "majority")
+    assert record["noise"]["model"] == "shift" and record["noise"]["realized_rate"] == 0.25  # 20 of 80 moved
