@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from lnlbench import engine
+from lnlbench import engine, verified
 from lnlbench.engine import ImageBatcher, PhaseTimer, Precision
 from lnlbench.log import get_logger
 from lnlbench.models import BackboneSpec, create_backbone, split_backbone_head
@@ -154,8 +154,12 @@ class MethodContext:
         """
         path = self.checkpoint_dir / f"{phase}.pt"
         start = 0
-        if path.exists():
-            ck = engine.safe_torch_load(path)
+        ck = None
+        if path.exists() or verified.previous_path(path).exists():  # verified; a corrupt one is moved aside
+            ck, _ = verified.load_healing(path, f"[{self.config.method}] checkpoint", check=_check_checkpoint)
+            if ck is None:
+                verified.say(f"[{self.config.method}] {phase}: no usable checkpoint left; starting over at epoch 1")
+        if ck is not None:
             for name, obj in state.items():
                 saved = ck["state"][name]
                 if isinstance(obj, dict):
@@ -202,3 +206,9 @@ class MethodContext:
     def phase(self, name: str):
         """Context manager timing a named phase into `cost.phases`."""
         return self.timer.phase(name)
+
+
+def _check_checkpoint(ck: object) -> None:
+    """A checkpoint decodes to the dict `MethodContext.epochs` writes; else CorruptFileError."""
+    if not (isinstance(ck, dict) and isinstance(ck.get("epoch"), int) and isinstance(ck.get("state"), dict)):
+        raise verified.CorruptFileError("it is not an epoch checkpoint")

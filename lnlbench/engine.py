@@ -317,10 +317,12 @@ def throughput(images_seen: int, phases: dict[str, float]) -> dict[str, float]:
 
 
 def atomic_torch_save(obj: object, path: Path) -> None:
-    """torch.save to a temporary name in the same directory, then rename: readers never see half a file."""
-    from lnlbench.atomic import atomic_write
+    """torch.save atomically with a SHA-256 manifest, the replaced version kept as `.prev` until the new one is
+    verified (lnlbench.verified): readers never see half a file, and a corrupt one is recognised."""
+    from lnlbench import verified
 
-    atomic_write(Path(path), lambda handle: torch.save(obj, handle))
+    meta = {"epoch": obj["epoch"]} if isinstance(obj, dict) and isinstance(obj.get("epoch"), int) else {}
+    verified.write_verified(Path(path), verified.torch_bytes(obj), meta)
 
 
 def safe_torch_load(path: Path) -> object:
@@ -337,6 +339,14 @@ def extract_features(
 ) -> torch.Tensor:
     """Pre-logit features (float32, CPU) of every image, in order, with the backbone in eval mode."""
     return predict_logits(feature_fn, batcher, precision, batch_size)
+
+
+def _check_feature_entry(entry: object) -> None:
+    """A feature cache entry decodes to {"features": tensor, ...}; else CorruptFileError."""
+    from lnlbench.verified import CorruptFileError
+
+    if not (isinstance(entry, dict) and isinstance(entry.get("features"), torch.Tensor)):
+        raise CorruptFileError("it is not a feature cache entry")
 
 
 def cached_features(
@@ -356,14 +366,13 @@ def cached_features(
     if cache_dir is not None:
         digest = hashlib.sha256(repr(sorted(key.items())).encode()).hexdigest()
         path = Path(cache_dir) / "features" / f"{digest}.pt"
-        if path.exists():
-            try:
-                entry = safe_torch_load(path)
-                if isinstance(entry, dict) and isinstance(entry.get("features"), torch.Tensor):
-                    cost = {"seconds": float(entry["seconds"]), "device": entry.get("device"), "measured_now": False}
-                    return entry["features"], dict(cost, read_s=time.perf_counter() - start)
-            except Exception:  # a corrupt or older cache entry is recomputed, never trusted
-                pass
+        if path.exists():  # a corrupt entry is named, moved aside (*.corrupt) and recomputed, never trusted
+            from lnlbench import verified
+
+            entry, _ = verified.load_healing(path, "feature cache entry", check=_check_feature_entry)
+            if entry is not None and "seconds" in entry:
+                cost = {"seconds": float(entry["seconds"]), "device": entry.get("device"), "measured_now": False}
+                return entry["features"], dict(cost, read_s=time.perf_counter() - start)
     t0 = time.perf_counter()
     feats = compute()
     seconds = time.perf_counter() - t0

@@ -139,11 +139,16 @@ def read_marker(run_dir: Path) -> tuple[dict[str, Any] | None, float | None]:
 
 
 def checkpoint_epochs(run_dir: Path) -> str:
-    """`phase@epoch` of each checkpoint file (by name and mtime only; checkpoints are not loaded)."""
+    """`phase (N epochs done)` of each checkpoint, from its SHA-256 manifest (checkpoints are not loaded)."""
     ck = run_dir / "checkpoints"
     if not ck.is_dir():
         return ""
-    return ", ".join(sorted(p.stem for p in ck.glob("*.pt")))
+    shown = []
+    for p in sorted(ck.glob("*.pt")):
+        current = (read_json(p.with_name(p.name + ".sha256.json")) or {}).get("current")
+        epoch = current.get("epoch") if isinstance(current, dict) else None
+        shown.append(f"{p.stem} ({epoch + 1} epoch{'s' if epoch else ''} done)" if isinstance(epoch, int) else p.stem)
+    return ", ".join(shown)
 
 
 def queued_slurm_jobs() -> set[str] | None:

@@ -59,16 +59,25 @@ def request_key(
 
 def _load_cached(index_file: Path, labels_dir: Path, n: int, num_classes: int) -> np.ndarray | None:
     """The cached labels named by `index_file`, or None (with a warning) when anything does not check out."""
+    bad = index_file  # the file that failed: moved aside (*.corrupt) so it is never read again
     try:
         expected = json.loads(index_file.read_text())["labels_sha256"]
-        labels_file = labels_dir / f"{expected}.npy"
+        labels_file = bad = labels_dir / f"{expected}.npy"
         labels = as_labels(np.load(labels_file, allow_pickle=False), num_classes, str(labels_file), n=n)
         if labels_sha256(labels) != expected:
             raise ValueError(f"{labels_file} does not match its SHA-256")
         return labels
     except Exception as error:  # any unreadable or inconsistent cache entry is regenerated
+        moved = ""
+        if bad.exists():
+            from lnlbench.verified import quarantine
+
+            try:
+                moved = f"; moved {bad.name} aside to {quarantine(bad).name}"
+            except OSError:
+                moved = ""
         warnings.warn(
-            f"noisy-label cache entry {index_file} is unusable ({error}); regenerating it", NoiseCacheWarning, 2
+            f"noisy-label cache entry {index_file} is unusable ({error}){moved}; regenerating it", NoiseCacheWarning, 2
         )
         return None
 
