@@ -123,8 +123,9 @@ class ResultRecord:
     reidentified: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The record as JSON data, fields that are None left out."""
-        return _drop_none(dataclasses.asdict(self))
+        """The record as JSON data; fields of the record types that are None are left out, free-form content
+        (hparams, config, diagnostics, ...) is kept exactly as it is."""
+        return _to_json(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ResultRecord:
@@ -139,11 +140,10 @@ class RecordError(ValueError):
     """A record that does not follow the schema; the message names each field that does not."""
 
 
-def _drop_none(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _drop_none(v) for k, v in obj.items() if v is not None}
-    if isinstance(obj, list):
-        return [_drop_none(v) for v in obj]
+def _to_json(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if getattr(obj, f.name) is not None}
     return obj
 
 
