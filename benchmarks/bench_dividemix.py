@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import benchkit
 
-from lnlbench.runner import execute_run
+from lnlbench.harness import execute_run
 
 N_TRAIN, N_TEST = 256, 128
 PHASES = ("warmup", "divide", "train")

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from lnlbench import engine
 from lnlbench.models import create_backbone
-from lnlbench.runner import execute_run
+from lnlbench.harness import execute_run
 from lnlbench_plugins.fft import FFT_HPARAMS
 
 N_TRAIN, N_TEST = 256, 128

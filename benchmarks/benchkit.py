@@ -18,7 +18,7 @@ from lnlbench import engine
 from lnlbench.context import MethodContext
 from lnlbench.data.base import DATASETS, Dataset, Split, load_dataset, register_dataset
 from lnlbench.models import create_backbone
-from lnlbench.runner import make_noisy_labels, resolve_config, selection_scorer
+from lnlbench.harness import make_noisy_labels, resolve_config, selection_scorer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10-mini"

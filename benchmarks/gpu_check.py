@@ -44,7 +44,7 @@ import torch  # noqa: E402
 from lnlbench import engine  # noqa: E402
 from lnlbench.context import MethodContext  # noqa: E402
 from lnlbench.data.transforms import augment, preprocess  # noqa: E402
-from lnlbench.runs import RunConfig  # noqa: E402
+from lnlbench.config import RunConfig  # noqa: E402
 from lnlbench.training import OptimSettings, train_steps  # noqa: E402
 
 H100_TARGET = 3000  # images/s, issue 7: ResNet-50 at 224 px, bf16, data on the GPU

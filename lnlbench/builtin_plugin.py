@@ -1,7 +1,7 @@
 """lnlbench's own datasets, noise models and launchers, contributed through the hooks a third-party plugin implements.
 
 Each is declared at its definition site (`@register_dataset`, `@register_noise_model`, `BUILTIN_LAUNCHERS`); this
-plugin hands those collections to the registries in `lnlbench.plugins`. The built-in methods come through the
+plugin hands those collections to the registries in `lnlbench.plugin_manager`. The built-in methods come through the
 `lnlbench` entry-point group instead (`plugins/`), exactly as a third-party method would.
 """
 

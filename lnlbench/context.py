@@ -14,7 +14,7 @@ from lnlbench import engine, verified
 from lnlbench.engine import ImageBatcher, PhaseTimer, Precision
 from lnlbench.log import get_logger
 from lnlbench.models import BackboneSpec, create_backbone, split_backbone_head
-from lnlbench.runs import RunConfig
+from lnlbench.config import RunConfig
 
 
 LOG = get_logger("method")

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from lnlbench import status
 from lnlbench.log import ensure_configured, get_logger
-from lnlbench.runs import SCHEMA, RunConfig, RunDir, write_json_atomic
+from lnlbench.config import SCHEMA, RunConfig, RunDir, write_json_atomic
 
 LOG = get_logger("execution")
 
@@ -121,7 +121,7 @@ def tee_output(log: Path) -> Iterator[None]:
 
 
 def write_failure(out: Path | str, config: dict[str, Any], error: str, tb: str | None = None) -> dict[str, Any]:
-    """Write a failed record for a run that could not record itself (crash outside the runner, killed worker)."""
+    """Write a failed record for a run that could not record itself (crash outside the harness, killed worker)."""
     rd = RunDir(out, str(config["run_id"]))
     rd.path.mkdir(parents=True, exist_ok=True)
     if tb:
@@ -196,7 +196,7 @@ def _execute_claimed(
         import torch
 
         from lnlbench.provenance import run_code_sha256
-        from lnlbench.runner import execute_run
+        from lnlbench.harness import execute_run
 
         if threads:
             torch.set_num_threads(int(threads))

@@ -118,7 +118,7 @@ def dataset_fingerprint(
     value = content_fingerprint(load())
     _MEMO[key] = value
     if cached is not None:
-        from lnlbench.runs import write_json_atomic
+        from lnlbench.config import write_json_atomic
 
         try:
             write_json_atomic(cached, {"fingerprint": value, "dataset": name})

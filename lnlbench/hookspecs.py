@@ -3,7 +3,7 @@
 A plugin is a module or object with functions marked `@lnlbench.hookimpl`, registered through the `lnlbench`
 entry-point group (`[project.entry-points.lnlbench]` in its pyproject). The built-in methods in `plugins/` use the
 same group, and the built-in datasets, noise models and launchers the same hooks (`lnlbench.builtin_plugin`), so the
-public path is the one that is tested. Each registry (`lnlbench.plugins.method_registry()`, `dataset_registry()`,
+public path is the one that is tested. Each registry (`lnlbench.plugin_manager.method_registry()`, `dataset_registry()`,
 `noise_registry()`, `launcher_registry()`) calls its hook once, on first use; names must be unique across plugins.
 """
 

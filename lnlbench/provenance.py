@@ -49,7 +49,7 @@ def code_sha256(method_modules: tuple[str, ...] = ()) -> str:
 
 def method_module(method: str) -> str:
     """The module that defines registered method `method` (its source is part of the run's code hash)."""
-    from lnlbench.plugins import method_registry
+    from lnlbench.plugin_manager import method_registry
 
     return method_registry().get(method).__module__
 

@@ -1,6 +1,6 @@
 """The result record, defined once: typed dataclasses, the JSON Schema generated from them, and its validation.
 
-`runner.execute_run` and `execution.write_failure` build records through `ResultRecord`; the report validates every
+`harness.execute_run` and `execution.write_failure` build records through `ResultRecord`; the report validates every
 record it reads against `record_schema()`, which also ships with the package as `lnlbench/schemas/record.schema.json`
 for third-party tools (`lnlbench schema` prints it; a test checks the shipped file is the generated one).
 Nothing here imports torch.
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lnlbench.runs import SCHEMA
+from lnlbench.config import SCHEMA
 
 SCHEMA_FILE = Path(__file__).parent / "schemas" / "record.schema.json"
 STATUSES = ("done", "failed", "running")

@@ -22,7 +22,7 @@ from typing import Any
 
 import lnlbench
 from lnlbench.errors import ConfigError
-from lnlbench.runs import SCHEMA, RunConfig, RunDir, write_json_atomic
+from lnlbench.config import SCHEMA, RunConfig, RunDir, write_json_atomic
 from lnlbench.status import old_schema_dirs, read_json
 
 CACHE_HIT_SHARE = 0.5  # a features phase under half of the group's largest is a cache read, not an extraction
@@ -62,7 +62,7 @@ def _new_config(old: dict[str, Any], data_root: str | None, cache_dir: Path | No
 def _check_same_inputs(config: RunConfig, record: dict[str, Any], cache_dir: Path | None) -> None:
     """Raise ConfigError unless the data and weights found now are the ones the record was made with."""
     from lnlbench.data.base import load_dataset
-    from lnlbench.runner import make_noisy_labels
+    from lnlbench.harness import make_noisy_labels
 
     used = (record.get("backbone") or {}).get("weights_sha256")
     if used != config.weights_sha256:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lnlbench.errors import ConfigError
-from lnlbench.runs import RunConfig, check_rate, default_cache_dir
+from lnlbench.config import RunConfig, check_rate, default_cache_dir
 
 
 def default_image_size(backbone: str) -> int:
@@ -54,7 +54,7 @@ def resolve_config(
     from lnlbench.hashing import file_sha256
     from lnlbench.models import weights_sha256
     from lnlbench.noise import read_asym_map
-    from lnlbench.plugins import dataset_registry, method_registry, noise_registry
+    from lnlbench.plugin_manager import dataset_registry, method_registry, noise_registry
 
     reader = dataset_registry().get(dataset)
     noise_registry().get(noise)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lnlbench.runs import SCHEMA, RunDir
+from lnlbench.config import SCHEMA, RunDir
 
 STATES = ("done", "running", "failed", "pending")
 INTERRUPTED_STATE = "interrupted"  # stopped by its launcher (SIGTERM/SIGINT); shown in counts only when there are some

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lnlbench.errors import ConfigError
-from lnlbench.runs import DEFAULT_BACKBONE, DEFAULT_WEIGHTS, LOCAL_PATH_OPTIONS, RunConfig, check_rate
+from lnlbench.config import DEFAULT_BACKBONE, DEFAULT_WEIGHTS, LOCAL_PATH_OPTIONS, RunConfig, check_rate
 
 TOP_KEYS = {
     "name": "a label for the sweep (SLURM job name)",
@@ -32,7 +32,7 @@ TOP_KEYS = {
 }
 DATASET_KEYS = {"name", "data_root", "options"}
 # Dataset options that are local paths: resolved from the sweep file's directory like data_root, and left out of the
-# run id (lnlbench.runs.RunConfig.identity) so the same run has the same id on every machine.
+# run id (lnlbench.config.RunConfig.identity) so the same run has the same id on every machine.
 NOISE_KEYS = {"model", "rate", "rates", "file", "map"}
 METHOD_KEYS = {"name", "hparams"}
 BACKBONE_KEYS = {"name", "weights", "image_size"}
@@ -279,7 +279,7 @@ def _path(value: Any, base: Path) -> str | None:
 
 def _dataset(src: Source, i: int, entry: Any, base: Path) -> DatasetEntry:
     from lnlbench.data.base import check_options
-    from lnlbench.plugins import dataset_registry
+    from lnlbench.plugin_manager import dataset_registry
 
     keys: tuple = ("datasets", i)
     if isinstance(entry, str):
@@ -306,7 +306,7 @@ def _dataset(src: Source, i: int, entry: Any, base: Path) -> DatasetEntry:
 
 
 def _noise(src: Source, i: int, entry: Any, base: Path) -> list[NoiseEntry]:
-    from lnlbench.plugins import noise_registry
+    from lnlbench.plugin_manager import noise_registry
 
     keys: tuple = ("noise", i)
     if isinstance(entry, list):
@@ -337,7 +337,7 @@ def _noise(src: Source, i: int, entry: Any, base: Path) -> list[NoiseEntry]:
 
 
 def _methods(src: Source, data: dict) -> list[MethodEntry]:
-    from lnlbench.plugins import method_registry
+    from lnlbench.plugin_manager import method_registry
 
     registry = method_registry()
     shared = data.get("hparams") or {}

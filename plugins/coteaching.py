@@ -24,7 +24,7 @@ from lnlbench import engine, hookimpl
 from lnlbench.context import MethodContext
 from lnlbench.errors import ConfigError
 from lnlbench.methods import HParam, Method, MethodOutput, ScheduleItem, scale_epochs
-from lnlbench.selection import estimate_noise_rate, probe_losses, small_loss_count, small_loss_indices
+from lnlbench.sample_selection import estimate_noise_rate, probe_losses, small_loss_count, small_loss_indices
 from lnlbench.training import OptimSettings, choose_probe_settings, optim_from
 from lnlbench_plugins.fft import FFT_HPARAMS
 from lnlbench_plugins.lp import LP_HPARAMS
@@ -84,7 +84,7 @@ def forget_rate_at(epoch: int, tau: float, num_gradual: int) -> float:
 
 def _noise_model(name: str) -> Any:
     """The registered noise model `name`, or None for one this process does not know (then trust the rate)."""
-    from lnlbench.plugins import noise_registry
+    from lnlbench.plugin_manager import noise_registry
 
     try:
         return noise_registry().get(name)

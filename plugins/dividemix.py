@@ -55,7 +55,7 @@ from lnlbench.mixmatch import (
     semi_loss,
     uniform_prior_penalty,
 )
-from lnlbench.selection import GMM_MAX_ITER, GMM_REG_COVAR, GMM_TOL, gmm_clean_posterior, minmax, separation
+from lnlbench.sample_selection import GMM_MAX_ITER, GMM_REG_COVAR, GMM_TOL, gmm_clean_posterior, minmax, separation
 from lnlbench.training import optim_from
 
 OFFICIAL_EPOCHS = 300  # Train_cifar.py: --num_epochs 300

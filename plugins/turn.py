@@ -18,7 +18,7 @@ from lnlbench.context import MethodContext
 from lnlbench.errors import TrainingError
 from lnlbench.losses import generalized_cross_entropy
 from lnlbench.methods import HParam, Method, MethodOutput, ScheduleItem, scale_epochs
-from lnlbench.selection import (
+from lnlbench.sample_selection import (
     BALANCE_RULES,
     GMM_MAX_ITER,
     GMM_REG_COVAR,

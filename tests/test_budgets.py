@@ -10,8 +10,8 @@ import torch
 
 from lnlbench.cli import main
 from lnlbench.methods import SCALING_RULE, scale_epochs
-from lnlbench.plugins import method_registry
-from lnlbench.selection import MixtureFit, separation
+from lnlbench.plugin_manager import method_registry
+from lnlbench.sample_selection import MixtureFit, separation
 from lnlbench.training import OptimSettings
 from lnlbench_plugins import coteaching as ct
 from lnlbench_plugins import dividemix as dm

@@ -26,8 +26,8 @@ import pytest
 from lnlbench import status, verified
 from lnlbench.execution import execute
 from lnlbench.noise.cache import NoiseCacheWarning
-from lnlbench.runner import execute_run, resolve_config
-from lnlbench.runs import RunConfig
+from lnlbench.harness import execute_run, resolve_config
+from lnlbench.config import RunConfig
 
 TINY = dict(dataset="digits", noise="sym", rate=0.4, backbone="test_efficientnet", weights="random", image_size=8)
 FULL = os.environ.get("LNLBENCH_FAULTS") == "full"
@@ -219,7 +219,7 @@ CHILD = textwrap.dedent("""
     import json, os, signal, sys
     from lnlbench import engine
     from lnlbench.execution import execute
-    from lnlbench.runs import RunConfig
+    from lnlbench.config import RunConfig
     config, out, cache, point, k = json.loads(sys.argv[1])
     calls = {}
     def patch(owner, name):

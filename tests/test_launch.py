@@ -28,8 +28,8 @@ from lnlbench.launch import (
     launch_sweep,
     launcher_registry,
 )
-from lnlbench.plugins import plugin_manager
-from lnlbench.runs import SCHEMA, write_json_atomic
+from lnlbench.plugin_manager import plugin_manager
+from lnlbench.config import SCHEMA, write_json_atomic
 from lnlbench.sweep import load_sweep
 
 # Tiny, offline runs: the embedded digits at 16 px and a small random-weight timm test network. Launchers run with

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from lnlbench.plugins import method_registry
-from lnlbench.selection import small_loss_count
+from lnlbench.plugin_manager import method_registry
+from lnlbench.sample_selection import small_loss_count
 from lnlbench_plugins import coteaching as ct
 from test_methods import linear_models, make_ctx
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from lnlbench import mixmatch
 from lnlbench.context import MethodContext
-from lnlbench.plugins import method_registry
+from lnlbench.plugin_manager import method_registry
 from lnlbench_plugins import dividemix as dm
 from test_methods import SIZE, make_ctx
 

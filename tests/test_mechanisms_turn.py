@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from lnlbench.context import MethodContext
-from lnlbench.plugins import method_registry
+from lnlbench.plugin_manager import method_registry
 from lnlbench_plugins import turn
 from test_methods import C, make_ctx
 

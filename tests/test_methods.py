@@ -3,7 +3,7 @@
 Unit tests use a real MethodContext over synthetic images; where a test is about selection rather than backbones,
 `make_model` is replaced by a linear model on the flattened pixels (class prototypes make the clean labels
 separable), so a few epochs take a fraction of a second. One end-to-end run per method goes through
-`lnlbench.runner.execute_run` on the embedded digits with timm's tiny `test_efficientnet` (random weights, 8 px).
+`lnlbench.harness.execute_run` on the embedded digits with timm's tiny `test_efficientnet` (random weights, 8 px).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from lnlbench import engine
 from lnlbench.context import MethodContext
 from lnlbench.errors import ConfigError, TrainingError
 from lnlbench.models import create_backbone
-from lnlbench.plugins import method_registry
-from lnlbench.runner import execute_run, resolve_config, selection_scorer
-from lnlbench.runs import RunConfig
+from lnlbench.plugin_manager import method_registry
+from lnlbench.harness import execute_run, resolve_config, selection_scorer
+from lnlbench.config import RunConfig
 from lnlbench_plugins import coteaching as ct
 from lnlbench_plugins import dividemix as dm
 from lnlbench_plugins import turn
@@ -98,7 +98,7 @@ def final_precision(ctx: MethodContext, network: str = "net1") -> float:
 
 
 def test_gmm_split_picks_the_low_loss_mode():
-    from lnlbench.selection import gmm_clean_posterior
+    from lnlbench.sample_selection import gmm_clean_posterior
 
     g = torch.Generator().manual_seed(0)
     low = 0.1 + 0.02 * torch.randn(70, generator=g)
@@ -113,7 +113,7 @@ def test_gmm_split_picks_the_low_loss_mode():
 
 
 def test_gmm_non_convergence_is_recorded_not_raised():
-    from lnlbench.selection import gmm_clean_posterior
+    from lnlbench.sample_selection import gmm_clean_posterior
 
     g = torch.Generator().manual_seed(0)
     losses = torch.cat([torch.rand(50, generator=g), 0.5 + torch.rand(50, generator=g)])
@@ -126,7 +126,7 @@ def test_gmm_non_convergence_is_recorded_not_raised():
 
 
 def test_normalisation_scopes():
-    from lnlbench.selection import normalize_losses
+    from lnlbench.sample_selection import normalize_losses
 
     losses = torch.tensor([1.0, 3.0, 10.0, 20.0, 5.0])
     labels = torch.tensor([0, 0, 1, 1, 1])
@@ -139,7 +139,7 @@ def test_normalisation_scopes():
 
 
 def test_class_balanced_selection_on_a_constructed_table():
-    from lnlbench.selection import class_balanced_selection
+    from lnlbench.sample_selection import class_balanced_selection
 
     # class 0: 4 clean (0.9, 0.8, 0.7, 0.6); class 1: 2 clean (0.95, 0.55); class 2: 3 clean (0.99, 0.98, 0.51)
     prob = torch.tensor([0.9, 0.1, 0.8, 0.7, 0.6, 0.95, 0.2, 0.55, 0.99, 0.98, 0.51, 0.3])
@@ -159,7 +159,7 @@ def test_class_balanced_selection_on_a_constructed_table():
 
 
 def test_class_balanced_selection_when_no_class_has_a_clean_sample():
-    from lnlbench.selection import class_balanced_selection
+    from lnlbench.sample_selection import class_balanced_selection
 
     prob = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.05, 0.15])
     labels = torch.tensor([0, 0, 0, 0, 1, 1])
@@ -171,7 +171,7 @@ def test_class_balanced_selection_when_no_class_has_a_clean_sample():
 
 
 def test_small_loss_count_and_indices():
-    from lnlbench.selection import small_loss_count, small_loss_indices
+    from lnlbench.sample_selection import small_loss_count, small_loss_indices
 
     assert small_loss_count(128, 0.0) == 128
     assert small_loss_count(128, 0.4) == 76  # int(0.6 * 128), as co-teaching's loss.py

@@ -13,7 +13,7 @@ import pytest
 
 from lnlbench import hookimpl, hookspecs
 from lnlbench.methods import HParam, Method
-from lnlbench.plugins import method_registry, plugin_manager
+from lnlbench.plugin_manager import method_registry, plugin_manager
 
 FIXTURE = Path(__file__).parent / "fixtures" / "thirdparty_plugin"
 
@@ -128,7 +128,7 @@ def test_thirdparty_dataset_noise_model_and_launcher_are_listed_and_work(thirdpa
     assert models.returncode == 0, models.stderr
     assert {"sym", "shift"} <= {line.split()[0] for line in models.stdout.splitlines() if line.strip()}
     launchers = subprocess.run(
-        [sys.executable, "-c", "from lnlbench.plugins import launcher_registry; print(*launcher_registry().names())"],
+        [sys.executable, "-c", "from lnlbench.plugin_manager import launcher_registry; print(*launcher_registry().names())"],
         env=dict(os.environ, PYTHONPATH=str(thirdparty_site)), capture_output=True, text=True, timeout=300,
     )
     assert launchers.returncode == 0, launchers.stderr

@@ -12,7 +12,7 @@ import torch
 
 from lnlbench.cli import main
 from lnlbench.losses import per_sample_loss
-from lnlbench.runner import execute_run, resolve_config
+from lnlbench.harness import execute_run, resolve_config
 from lnlbench.training import (
     PROBE_HOLDOUT,
     PROBE_LR_GRID,

@@ -8,8 +8,8 @@ import torch
 
 from lnlbench.data.base import Dataset, Split
 from lnlbench.errors import ConfigError
-from lnlbench.runner import selection_scorer, shipped_noisy_labels
-from lnlbench.runs import RunConfig
+from lnlbench.harness import selection_scorer, shipped_noisy_labels
+from lnlbench.config import RunConfig
 
 
 def _config() -> RunConfig:
@@ -57,7 +57,7 @@ def test_clothing1m_run_end_to_end_on_real_layout(tmp_path):
     """A tiny Clothing1M copy in its distributed layout trains through the harness with its shipped labels."""
     from test_clothing1m import build_clothing1m
 
-    from lnlbench.runner import execute_run, resolve_config
+    from lnlbench.harness import execute_run, resolve_config
 
     root = tmp_path / "clothing1m"
     build_clothing1m(root, per_class=3)
@@ -78,7 +78,7 @@ def test_clothing1m_balanced_epochs_draw_a_fixed_number_of_samples(tmp_path):
     """`samples_per_epoch` (DivideMix's Clothing1M protocol) trains each epoch on a fresh class-balanced draw."""
     from test_clothing1m import build_clothing1m
 
-    from lnlbench.runner import execute_run, resolve_config
+    from lnlbench.harness import execute_run, resolve_config
 
     root = tmp_path / "clothing1m"
     build_clothing1m(root, per_class=3)

@@ -10,7 +10,7 @@ import pytest
 
 from lnlbench.record import SCHEMA_FILE, ResultRecord, RecordError, schema_text, validate
 from lnlbench.report import build_report
-from lnlbench.runner import execute_run, resolve_config
+from lnlbench.harness import execute_run, resolve_config
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "results"
 

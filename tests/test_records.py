@@ -17,10 +17,10 @@ import torch
 
 from lnlbench import contention, engine
 from lnlbench.execution import execute
-from lnlbench.plugins import method_registry
+from lnlbench.plugin_manager import method_registry
 from lnlbench.report import build_report
-from lnlbench.runner import execute_run, resolve_config
-from lnlbench.runs import LOCAL_PATH_FIELDS, SCHEMA, RunConfig
+from lnlbench.harness import execute_run, resolve_config
+from lnlbench.config import LOCAL_PATH_FIELDS, SCHEMA, RunConfig
 from test_report import make_record, write_run
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -40,7 +40,7 @@ def make_record(
     version: str = "0.1.0",
     dataset: str = "cifar10",
 ) -> dict:
-    """A result record as lnlbench/runner.py writes it (schema 1), with the fields the report reads."""
+    """A result record as lnlbench/harness.py writes it (schema 1), with the fields the report reads."""
     hparams = {"epochs": 30, "lr": 0.1} if hparams is None else hparams
     config = {
         "dataset": dataset, "noise": noise, "rate": rate, "method": method, "hparams": hparams, "image_size": 224,

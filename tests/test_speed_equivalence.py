@@ -9,7 +9,7 @@ import torch
 
 from lnlbench.data.transforms import augment
 from lnlbench.models import create_backbone
-from lnlbench.runner import execute_run, resolve_config
+from lnlbench.harness import execute_run, resolve_config
 
 
 def test_channels_last_gives_the_same_predictions_on_cpu():

@@ -12,8 +12,8 @@ import pytest
 from lnlbench.cli import main
 from lnlbench.errors import ConfigError
 from lnlbench.launch import LauncherSettings, launch_sweep
-from lnlbench.runner import resolve_config
-from lnlbench.runs import SCHEMA, write_json_atomic
+from lnlbench.harness import resolve_config
+from lnlbench.config import SCHEMA, write_json_atomic
 from lnlbench.sweep import load_sweep, parse_mem_gb, parse_mem_mb, parse_time_min
 
 REPO = Path(__file__).resolve().parents[1]
@@ -273,7 +273,7 @@ def test_the_documented_full_example_is_a_valid_sweep_file(tmp_path):
 
 def test_local_path_options_do_not_change_the_run_id():
     """A companion dataset's path (e.g. WebVision's ilsvrc12_root) says where files are, not what the run computes."""
-    from lnlbench.runs import RunConfig
+    from lnlbench.config import RunConfig
 
     base = dict(dataset="webvision", noise="real", rate=0.0, method="lp", hparams={}, image_size=224)
     here = RunConfig(**base, dataset_options={"classes": 50, "ilsvrc12_root": "/data/imagenet", "cache_dir": "/a"})

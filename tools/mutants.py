@@ -35,7 +35,7 @@ METHODS = "tests/test_methods.py"
 
 SYN = "lnlbench/noise/synthetic.py"
 IDN = "lnlbench/noise/idn.py"
-SEL = "lnlbench/selection.py"
+SEL = "lnlbench/sample_selection.py"
 MIX = "lnlbench/mixmatch.py"
 P_TURN = "plugins/turn.py"
 P_DM = "plugins/dividemix.py"

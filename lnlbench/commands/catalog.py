@@ -37,7 +37,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from lnlbench.plugins import dataset_registry
+    from lnlbench.plugin_manager import dataset_registry
 
     registry = dataset_registry()
     for name in registry.names():
@@ -48,7 +48,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_noise_models(args: argparse.Namespace) -> int:
-    from lnlbench.plugins import noise_registry
+    from lnlbench.plugin_manager import noise_registry
 
     registry = noise_registry()
     for name in registry.names():
@@ -57,7 +57,7 @@ def cmd_noise_models(args: argparse.Namespace) -> int:
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
-    from lnlbench.plugins import method_registry
+    from lnlbench.plugin_manager import method_registry
 
     registry = method_registry()
     if not args.show:
@@ -100,8 +100,8 @@ def cmd_backbones(args: argparse.Namespace) -> int:
 
 def cmd_noise(args: argparse.Namespace) -> int:
     from lnlbench.data.base import load_dataset
-    from lnlbench.plugins import noise_registry
-    from lnlbench.runner import default_cache_dir, make_noisy_labels, resolve_config
+    from lnlbench.plugin_manager import noise_registry
+    from lnlbench.harness import default_cache_dir, make_noisy_labels, resolve_config
 
     noise_registry().get(args.noise)
     config = resolve_config(

@@ -31,7 +31,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from lnlbench.errors import ConfigError
-    from lnlbench.plugins import method_registry
+    from lnlbench.plugin_manager import method_registry
     from lnlbench.execution import execute
     from lnlbench.resolve import resolve_config
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from lnlbench.commands.common import add_run_arguments, parse_set
-from lnlbench.runs import DEFAULT_BACKBONE, DEFAULT_WEIGHTS
+from lnlbench.config import DEFAULT_BACKBONE, DEFAULT_WEIGHTS
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

@@ -73,7 +73,7 @@ class DatasetReader:
     needs_data_root: bool = True
 
 
-# The readers declared with `@register_dataset`; look names up with `lnlbench.plugins.dataset_registry()`, which
+# The readers declared with `@register_dataset`; look names up with `lnlbench.plugin_manager.dataset_registry()`, which
 # holds these and the readers plugins return from the `lnlbench_datasets` hook.
 DATASETS: Registry[DatasetReader] = Registry("dataset")
 
@@ -82,7 +82,7 @@ def register_dataset(name: str, description: str, needs_data_root: bool = True):
     """Decorator declaring `load(data_root, download=False, **options) -> Dataset` under `name`."""
 
     def wrap(fn: Callable[..., Dataset]) -> Callable[..., Dataset]:
-        from lnlbench.plugins import dataset_registry
+        from lnlbench.plugin_manager import dataset_registry
 
         DATASETS.add(name, DatasetReader(name, description, fn, needs_data_root))
         dataset_registry.cache_clear()  # a reader declared after the registry was filled still joins it
@@ -93,7 +93,7 @@ def register_dataset(name: str, description: str, needs_data_root: bool = True):
 
 def load_dataset(name: str, data_root: str | Path | None = None, download: bool = False, **options) -> Dataset:
     """Load a registered dataset by name (raises `ConfigError` for unknown names, `DataError` for bad data)."""
-    from lnlbench.plugins import dataset_registry
+    from lnlbench.plugin_manager import dataset_registry
 
     reader = dataset_registry().get(name)
     check_options(reader, options)

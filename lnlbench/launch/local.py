@@ -16,7 +16,7 @@ from lnlbench import status
 
 from lnlbench.launch.base import Launched, Launcher, _ended, _run_label
 from lnlbench.launch.job import RunJob, record_if_silent
-from lnlbench.runs import write_json_atomic
+from lnlbench.config import write_json_atomic
 
 
 def visible_gpus() -> list[str]:
@@ -33,7 +33,7 @@ def visible_gpus() -> list[str]:
 
 
 # Imported once by the local launcher's fork server, so each run starts without paying for torch/timm imports.
-LOCAL_PRELOAD = ["lnlbench.runner", "lnlbench.data", "lnlbench.noise", "lnlbench.launch"]
+LOCAL_PRELOAD = ["lnlbench.harness", "lnlbench.data", "lnlbench.noise", "lnlbench.launch"]
 
 
 def _local_worker(job: RunJob, log: str, env: dict[str, str], gpu: str | None, threads: int) -> None:

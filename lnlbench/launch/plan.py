@@ -20,7 +20,7 @@ from lnlbench.launch.job import RunJob
 from lnlbench.launch.slurm import SubmissionError
 from lnlbench.launch.registry import launcher_registry
 from lnlbench.launch.settings import LauncherSettings
-from lnlbench.runs import SCHEMA, RunConfig, write_json_atomic
+from lnlbench.config import SCHEMA, RunConfig, write_json_atomic
 
 
 @dataclass
@@ -103,7 +103,7 @@ def run_jobs(
     """One `RunJob` per config (the cache directory and the code hash fixed now: remote jobs use the same cache,
     and a worker whose code changed since this moment refuses to run)."""
     from lnlbench.provenance import run_code_sha256
-    from lnlbench.runs import default_cache_dir
+    from lnlbench.config import default_cache_dir
 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     code = {m: run_code_sha256(m) for m in sorted({c.method for c in configs})}

@@ -95,7 +95,7 @@ class NoiseModel:
     expected_wrong_fraction: Callable[[float, int], float] = field(default=declared_rate)
 
 
-# The models declared with `@register_noise_model`; look names up with `lnlbench.plugins.noise_registry()`, which
+# The models declared with `@register_noise_model`; look names up with `lnlbench.plugin_manager.noise_registry()`, which
 # holds these and the models plugins return from the `lnlbench_noise_models` hook.
 NOISE_MODELS: Registry[NoiseModel] = Registry("noise model")
 
@@ -111,7 +111,7 @@ def register_noise_model(
     """Decorator declaring a noise function under `name` with a one-line description."""
 
     def wrap(fn: NoiseFunction) -> NoiseFunction:
-        from lnlbench.plugins import noise_registry
+        from lnlbench.plugin_manager import noise_registry
 
         NOISE_MODELS.add(name, NoiseModel(name, description, fn, uses_rate, cache_extras, expected_wrong_fraction))
         noise_registry.cache_clear()  # a model declared after the registry was filled still joins it

@@ -28,7 +28,7 @@ from lnlbench.noise.base import (
     make_record,
     rate_for,
 )
-from lnlbench.plugins import noise_registry
+from lnlbench.plugin_manager import noise_registry
 from lnlbench.noise.inject import inject_noise
 
 CACHE_FORMAT = 1  # bump when a noise model's algorithm changes, so old labels are not reused

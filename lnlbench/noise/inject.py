@@ -20,7 +20,7 @@ from lnlbench.noise.base import (
     make_record,
     rate_for,
 )
-from lnlbench.plugins import noise_registry
+from lnlbench.plugin_manager import noise_registry
 
 
 def noise_rng(seed: int) -> np.random.Generator:

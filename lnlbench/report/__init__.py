@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from lnlbench.errors import ConfigError
-from lnlbench.runs import SCHEMA
+from lnlbench.config import SCHEMA
 from lnlbench.report import aggregate, html, leaderboard, plots, tables
 from lnlbench.report.records import scan
 from lnlbench.report.reference import attach_reference, read_reference

@@ -20,7 +20,7 @@ import pandas as pd
 
 from lnlbench.errors import ConfigError
 from lnlbench.record import record_schema, validate
-from lnlbench.runs import SCHEMA  # runs.py needs only the standard library: no torch here
+from lnlbench.config import SCHEMA  # config.py needs only the standard library: no torch here
 
 RECORD_SCHEMA = record_schema()
 
