@@ -4,6 +4,10 @@ Every source builds the same model, `timm.create_model(name, pretrained=False, n
 a backbone state dict into it ourselves: classifier keys are dropped (the head keeps its fresh init for the task's
 classes) and every other key must match by name and shape, so a file that does not fit is an error, never a silent
 no-op (timm's `pretrained_cfg_overlay=dict(file=...)` with a changed head loads nothing from mismatched keys).
+
+Size (over 400 lines, on purpose): the weight sources share one loading contract and one set of error messages;
+most of the length is the efficientnet_pytorch -> timm key mapping of the packaged weights and the offline lookup
+of timm's cached files, each of which only makes sense beside the loader that uses it.
 """
 
 from __future__ import annotations
