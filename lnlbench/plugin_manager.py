@@ -60,17 +60,23 @@ def _collect(hook: str, valid: Callable[[Any], bool], expected: str) -> list[tup
     return out
 
 
+def _registry(kind: str, hook: str, valid: Callable[[Any], bool], expected: str) -> Registry:
+    """A registry of `kind` filled from every plugin's `hook` (each object named by its `name`)."""
+    registry: Registry = Registry(kind)
+    for obj, source in _collect(hook, valid, expected):
+        if kind == "method":
+            obj.source = source  # the distribution that provided the method, shown by `lnlbench methods`
+        registry.add(obj.name, obj)
+    return registry
+
+
 @functools.cache
 def method_registry() -> Registry:
     """Name -> method class, over every loaded plugin; each class gets `source` set to its distribution."""
     from lnlbench.methods import Method
 
-    registry: Registry = Registry("method")
-    valid = lambda obj: isinstance(obj, type) and issubclass(obj, Method)  # noqa: E731
-    for cls, source in _collect("lnlbench_methods", valid, "a Method subclass"):
-        cls.source = source
-        registry.add(cls.name, cls)
-    return registry
+    return _registry("method", "lnlbench_methods", lambda o: isinstance(o, type) and issubclass(o, Method),
+                     "a Method subclass")
 
 
 @functools.cache
@@ -78,11 +84,8 @@ def dataset_registry() -> Registry:
     """Name -> `DatasetReader`: the built-in readers and every reader a plugin returns from `lnlbench_datasets`."""
     from lnlbench.data.base import DatasetReader
 
-    registry: Registry = Registry("dataset")
-    valid = lambda obj: isinstance(obj, DatasetReader)  # noqa: E731
-    for reader, _ in _collect("lnlbench_datasets", valid, "an lnlbench.data.base.DatasetReader"):
-        registry.add(reader.name, reader)
-    return registry
+    return _registry("dataset", "lnlbench_datasets", lambda o: isinstance(o, DatasetReader),
+                     "an lnlbench.data.base.DatasetReader")
 
 
 @functools.cache
@@ -90,11 +93,8 @@ def noise_registry() -> Registry:
     """Name -> `NoiseModel`: the built-in models and every model a plugin returns from `lnlbench_noise_models`."""
     from lnlbench.noise.base import NoiseModel
 
-    registry: Registry = Registry("noise model")
-    valid = lambda obj: isinstance(obj, NoiseModel)  # noqa: E731
-    for model, _ in _collect("lnlbench_noise_models", valid, "an lnlbench.noise.base.NoiseModel"):
-        registry.add(model.name, model)
-    return registry
+    return _registry("noise model", "lnlbench_noise_models", lambda o: isinstance(o, NoiseModel),
+                     "an lnlbench.noise.base.NoiseModel")
 
 
 @functools.cache
@@ -102,11 +102,9 @@ def launcher_registry() -> Registry:
     """Name -> launcher class: the built-ins and every class a plugin returns from `lnlbench_launchers`."""
     from lnlbench.launch.base import Launcher
 
-    registry: Registry = Registry("launcher")
-    valid = lambda obj: isinstance(obj, type) and issubclass(obj, Launcher) and bool(obj.name)  # noqa: E731
-    for cls, _ in _collect("lnlbench_launchers", valid, "a named lnlbench.launch.Launcher subclass"):
-        registry.add(cls.name, cls)
-    return registry
+    return _registry("launcher", "lnlbench_launchers",
+                     lambda o: isinstance(o, type) and issubclass(o, Launcher) and bool(o.name),
+                     "a named lnlbench.launch.Launcher subclass")
 
 
 def notify_run_finished(record: dict) -> None:
