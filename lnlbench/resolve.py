@@ -41,11 +41,13 @@ def resolve_config(
     amp: str = "auto",
     compile: bool = False,
     cache_dir: Path | None = None,
+    content: bool = True,
 ) -> RunConfig:
     """Check every name and value and fill every default; raise ConfigError naming the fix.
 
     Resolving reads the content the run id is made of: the weight file's bytes and the data's fingerprint (cached
-    under `cache_dir`, so only the first resolution of a dataset reads every image).
+    under `cache_dir`, so only the first resolution of a dataset reads every image). With `content=False` both stay
+    unset: the config is checked but its id is provisional (a dry run on a machine without the data or weights).
     """
     import timm
 
@@ -85,11 +87,13 @@ def resolve_config(
     from lnlbench.data.base import check_options
 
     check_options(reader, dataset_options)
-    weights_digest = weights_sha256(backbone, weights)
-    fingerprint = dataset_fingerprint(
-        dataset, data_root, dataset_options, default_cache_dir() if cache_dir is None else cache_dir,
-        load=lambda: load_dataset(dataset, data_root, **dataset_options),
-    )
+    weights_digest = fingerprint = None
+    if content:
+        weights_digest = weights_sha256(backbone, weights)
+        fingerprint = dataset_fingerprint(
+            dataset, data_root, dataset_options, default_cache_dir() if cache_dir is None else cache_dir,
+            load=lambda: load_dataset(dataset, data_root, **dataset_options),
+        )
     return RunConfig(
         dataset=dataset,
         noise=noise,

@@ -169,24 +169,41 @@ class Sweep:
     compile: bool = False
     launcher: dict[str, Any] = field(default_factory=dict)
 
-    def runs(self, cache_dir: Path | None = None) -> list[RunConfig]:
+    def runs(self, cache_dir: Path | None = None, provisional_ok: bool = False) -> list[RunConfig]:
         """Every run of the grid, resolved (defaults filled, ids hashed), duplicates removed, in grid order.
 
-        `cache_dir` holds the data fingerprints (default: the run cache, $LNLBENCH_CACHE)."""
+        `cache_dir` holds the data fingerprints (default: the run cache, $LNLBENCH_CACHE). With `provisional_ok`
+        (dry runs), a run whose data or weights are not on this machine is resolved without their content: its
+        id is provisional, and `self.provisional` says why.
+        """
+        from lnlbench.errors import DataError, WeightsError
         from lnlbench.resolve import resolve_config
 
+        self.provisional: dict[str, str] = {}
+        missing: dict[tuple, Exception] = {}
         configs: dict[str, RunConfig] = {}
         for ds, nz, nseed, bb, method, seed in itertools.product(
             self.datasets, self.noise, self.noise_seeds, self.backbones, self.methods, self.seeds
         ):
             for hp in method.grid:
+                args = dict(
+                    dataset=ds.name, noise=nz.model, rate=nz.rate, method=method.name, noise_seed=nseed,
+                    seed=seed, backbone=bb.name, weights=bb.weights, image_size=bb.image_size, hparams=hp,
+                    dataset_options=ds.options, data_root=ds.data_root, noise_file=nz.file, noise_map=nz.map,
+                    amp=self.amp, compile=self.compile, cache_dir=cache_dir,
+                )
+                where = (ds.name, ds.data_root, str(ds.options), bb.name, bb.weights)
                 try:
-                    cfg = resolve_config(
-                        dataset=ds.name, noise=nz.model, rate=nz.rate, method=method.name, noise_seed=nseed,
-                        seed=seed, backbone=bb.name, weights=bb.weights, image_size=bb.image_size, hparams=hp,
-                        dataset_options=ds.options, data_root=ds.data_root, noise_file=nz.file, noise_map=nz.map,
-                        amp=self.amp, compile=self.compile, cache_dir=cache_dir,
-                    )
+                    try:
+                        if where in missing:
+                            raise missing[where]
+                        cfg = resolve_config(**args)
+                    except (DataError, WeightsError) as exc:
+                        if not provisional_ok:
+                            raise
+                        missing[where] = exc  # looked for once per dataset and weights, not once per run
+                        cfg = resolve_config(**args, content=False)
+                        self.provisional[cfg.run_id] = str(exc)
                 except ConfigError as exc:
                     raise ConfigError(
                         f"{method.where or self.path}: run ({ds.name}, {nz.model} {nz.rate}, {method.name} {hp}, "

@@ -85,7 +85,7 @@ def test_paper_files_use_placeholder_roots_224px_timm_weights_and_one_gpu_per_ru
 def test_budgets_are_shared_by_the_full_fine_tuning_methods():
     """Within each paper file, fft, TURN's step 3, Co-teaching and DivideMix train for the same number of epochs."""
     for name in PAPER_FILES:
-        runs = load_sweep(CONFIGS / name).runs()
+        runs = load_sweep(CONFIGS / name).runs(provisional_ok=True)  # placeholder data roots, timm weights
         epochs = {r.method: r.hparams["ft_epochs" if r.method == "turn" else "epochs"] for r in runs if r.method != "lp"}
         assert len(set(epochs.values())) == 1, (name, epochs)
 

@@ -75,13 +75,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         account=args.account, qos=args.qos, constraint=args.constraint, array_parallelism=args.array_parallelism,
         keep_checkpoints=args.keep_checkpoints, sbatch=sbatch, job_name=f"lnlbench-{sweep.name}",
     )
-    configs = sweep.runs(cache_dir=Path(args.cache_dir) if args.cache_dir else None)
+    configs = sweep.runs(cache_dir=Path(args.cache_dir) if args.cache_dir else None, provisional_ok=args.dry_run)
     print(f"sweep {sweep.name} ({args.file}) -> {args.out}, launcher {name}")
     plan, launched = launch_sweep(
         configs, args.out, name, settings, cache_dir=args.cache_dir, device=args.device, dry_run=args.dry_run,
         wait=args.wait,
     )
     if args.dry_run:
+        if sweep.provisional:
+            first = next(iter(sweep.provisional.values()))
+            print(f"note: {len(sweep.provisional)} run id(s) are provisional: their data or weights are not on this "
+                  f"machine, so their content cannot enter the id (e.g. {first}); on the machine that has them the "
+                  "ids are content-addressed")
         for c in plan.to_launch:
             hp = " ".join(f"{k}={v}" for k, v in sorted(c.hparams.items()))
             print(f"  would launch {c.run_id} {c.method} {c.dataset} {c.noise} {c.rate} noise_seed {c.noise_seed} "
