@@ -11,6 +11,7 @@ checkpoint writes and the record write) is marked `faults` and runs where LNLBEN
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -38,12 +39,10 @@ TALLY: dict[str, int] = {"faults injected": 0, "runs recovered": 0, "records ide
 def tally(request):
     """Print the tally of this module's faults once its tests have run."""
     yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     line = "fault-injection tally: " + ", ".join(f"{k} {v}" for k, v in TALLY.items())
-    if reporter is not None:
-        reporter.write_line("\n" + line)
-    else:
-        print(line)
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+        print("\n" + line, flush=True)
 
 
 def comparable(record: dict) -> str:

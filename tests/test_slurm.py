@@ -20,7 +20,7 @@ import pytest
 from lnlbench.cli import main
 from lnlbench.launch import LauncherSettings, RunJob, SlurmLauncher
 from lnlbench.launch.slurm import SubmissionError
-from lnlbench.runs import SCHEMA
+from lnlbench.config import SCHEMA
 from lnlbench.sweep import load_sweep
 
 pytestmark = pytest.mark.slurm
@@ -125,7 +125,7 @@ def test_simulated_timeout_requeues_and_resumes_to_the_same_test_acc(slurm_clust
     assert got["metrics"]["test_acc"] == ref["metrics"]["test_acc"]
     assert got["metrics"]["history"] == ref["metrics"]["history"]
     log = victim.run_dir.log.read_text()
-    assert "interrupted (time-out or preemption); requeued" in log, log
+    assert "interrupted (time-out or preemption); asking SLURM to requeue it" in log, log
     assert "restart 1" in log, log  # the second attempt ran as SLURM restart 1
     resumed = re.findall(r"finetune: resuming at epoch (\d+)", log)
     assert resumed and int(resumed[-1]) >= 2, log

@@ -18,7 +18,7 @@ import submitit
 
 from lnlbench.errors import ConfigError
 from lnlbench.execution import execute, lock_is_free, slurm_job_id, write_failure
-from lnlbench.runs import RunConfig, RunDir
+from lnlbench.config import RunConfig, RunDir
 
 
 class RunJob(submitit.helpers.Checkpointable):
@@ -95,8 +95,9 @@ class RunJob(submitit.helpers.Checkpointable):
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         """Called by submitit on a time-out or preemption: resubmit this callable; it resumes from checkpoints/."""
         print(
-            f"lnlbench: run {self.run_id} interrupted (time-out or preemption); requeued, it resumes from "
-            f"{self.run_dir.checkpoints}",
+            f"lnlbench: run {self.run_id} interrupted (time-out or preemption); asking SLURM to requeue it to resume "
+            f"from {self.run_dir.checkpoints}. If this was its last allowed time-out (launcher setting max_requeue), "
+            "it is not requeued and is recorded failed instead",
             file=sys.stderr,
             flush=True,
         )

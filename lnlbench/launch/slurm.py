@@ -20,7 +20,7 @@ from lnlbench.errors import ConfigError
 from lnlbench.launch.base import Launched, Launcher, _ended
 from lnlbench.launch.job import RunJob, record_if_silent
 from lnlbench.launch.settings import DEFAULT_TIME_MIN
-from lnlbench.runs import write_json_atomic
+from lnlbench.config import write_json_atomic
 
 
 class SlurmLauncher(Launcher):
@@ -140,8 +140,10 @@ class SlurmLauncher(Launcher):
                 job.result()
                 error = ""
             except Exception as exc:  # UncompletedJobError (killed, out of memory, timed out too often), ...
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                error = f"SLURM job {job.job_id} ended without a record ({first}); logs: {job.paths.stderr}"
+                lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+                said = lines[-1] if lines else type(exc).__name__
+                end = status.slurm_job_states([str(job.job_id)]).get(str(job.job_id)) or "unknown to sacct"
+                error = (f"SLURM job {job.job_id} ended {end} without a record ({said}); logs: {job.paths.stderr}")
             if error:
                 record_if_silent(run, error)
             _ended(run, self.echo, f"[{i}/{n}]")
