@@ -42,12 +42,15 @@ def resolve_config(
     compile: bool = False,
     cache_dir: Path | None = None,
     content: bool = True,
+    data_fingerprint: str | None = None,
 ) -> RunConfig:
     """Check every name and value and fill every default; raise ConfigError naming the fix.
 
     Resolving reads the content the run id is made of: the weight file's bytes and the data's fingerprint (cached
     under `cache_dir`, so only the first resolution of a dataset reads every image). With `content=False` both stay
     unset: the config is checked but its id is provisional (a dry run on a machine without the data or weights).
+    `data_fingerprint`, when given, is the fingerprint of this dataset computed already (a sweep computes it once
+    per dataset entry instead of walking the data root for every run).
     """
     import timm
 
@@ -90,7 +93,7 @@ def resolve_config(
     weights_digest = fingerprint = None
     if content:
         weights_digest = weights_sha256(backbone, weights)
-        fingerprint = dataset_fingerprint(
+        fingerprint = data_fingerprint or dataset_fingerprint(
             dataset, data_root, dataset_options, default_cache_dir() if cache_dir is None else cache_dir,
             load=lambda: load_dataset(dataset, data_root, **dataset_options),
         )

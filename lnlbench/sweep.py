@@ -181,6 +181,7 @@ class Sweep:
 
         self.provisional: dict[str, str] = {}
         missing: dict[tuple, Exception] = {}
+        fingerprints: dict[tuple, str | None] = {}
         configs: dict[str, RunConfig] = {}
         for ds, nz, nseed, bb, method, seed in itertools.product(
             self.datasets, self.noise, self.noise_seeds, self.backbones, self.methods, self.seeds
@@ -197,7 +198,8 @@ class Sweep:
                     try:
                         if where in missing:
                             raise missing[where]
-                        cfg = resolve_config(**args)
+                        cfg = resolve_config(**args, data_fingerprint=fingerprints.get(where[:3]))
+                        fingerprints[where[:3]] = cfg.data_fingerprint  # one walk of the data root per dataset entry
                     except (DataError, WeightsError) as exc:
                         if not provisional_ok:
                             raise

@@ -277,7 +277,7 @@ def provenance_notes(runs: pd.DataFrame) -> tuple[list[str], list[str]]:
     dirty = runs["git_dirty"].map(lambda v: v is True)
     if dirty.any():
         acc_notes.append(f"{int(dirty.sum())} run(s) ran from a checkout with uncommitted changes (git dirty)")
-    old = runs["schema"].map(lambda v: v not in (None,) and v != SCHEMA)
+    old = runs["schema"].map(lambda v: v is not None and v != SCHEMA)
     if old.any():
         acc_notes.append(f"{int(old.sum())} run(s) are schema-old records (data identified by name only)")
     return cost_notes, acc_notes
