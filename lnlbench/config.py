@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from lnlbench.atomic import write_json_atomic
 
 __all__ = ["RunConfig", "RunDir", "check_rate", "default_cache_dir", "write_json_atomic"]
 from lnlbench.errors import ConfigError
+from lnlbench.hashing import json_digest
 
 # 2: content-addressed ids (data fingerprint, weights SHA-256), charged cost, contention and code provenance.
 SCHEMA = 2
@@ -65,8 +65,7 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
-        blob = json.dumps(self.identity(), sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return json_digest(self.identity(), 16)
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

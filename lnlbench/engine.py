@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from lnlbench.data.transforms import augment, preprocess
 from lnlbench.errors import ConfigError, TrainingError
+from lnlbench.hashing import json_digest
 
 
 def select_device(name: str | None = None) -> torch.device:
@@ -364,8 +365,7 @@ def cached_features(
     start = time.perf_counter()
     path = None
     if cache_dir is not None:
-        digest = hashlib.sha256(repr(sorted(key.items())).encode()).hexdigest()
-        path = Path(cache_dir) / "features" / f"{digest}.pt"
+        path = Path(cache_dir) / "features" / f"{json_digest(key)}.pt"
         if path.exists():  # a corrupt entry is named, moved aside (*.corrupt) and recomputed, never trusted
             from lnlbench import verified
 

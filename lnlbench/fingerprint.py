@@ -19,6 +19,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lnlbench.hashing import canonical_json, json_digest
+
 if TYPE_CHECKING:
     from lnlbench.data.base import Dataset, Split
 
@@ -89,7 +91,7 @@ def dataset_fingerprint(
     `load()` returns the Dataset; it is called only when no cached fingerprint matches the files as they are now.
     """
     if data_root is None:  # embedded datasets (digits): small, fingerprinted from content every time
-        key = json.dumps({"name": name, "options": options}, sort_keys=True, default=str)
+        key = canonical_json({"name": name, "options": options})
         if key not in _MEMO:
             _MEMO[key] = content_fingerprint(load())
         return _MEMO[key]
@@ -103,7 +105,7 @@ def dataset_fingerprint(
         "root": stat_signature(root),
         "paths": {k: stat_signature(Path(p)) if Path(p).is_dir() else p for k, p in sorted(paths.items())},
     }
-    key = hashlib.sha256(json.dumps(signature, sort_keys=True, default=str).encode()).hexdigest()
+    key = json_digest(signature)
     if key in _MEMO:
         return _MEMO[key]
     cached = Path(cache_dir) / "fingerprints" / f"{key}.json" if cache_dir is not None else None

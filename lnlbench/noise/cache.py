@@ -9,7 +9,6 @@ its hash is regenerated with a warning.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from lnlbench.atomic import atomic_write
+from lnlbench.hashing import json_digest
 from lnlbench.noise.base import (
     NoiseInputs,
     NoisyLabels,
@@ -104,9 +104,8 @@ def cached_noisy_labels(
     clean = as_labels(clean_labels, num_classes, "clean labels")
     inputs = NoiseInputs(**kwargs)
     key = request_key(dataset_key, model, clean, num_classes, rate, seed, inputs)
-    key_text = json.dumps(key, sort_keys=True)
     root = Path(cache_dir).expanduser() / "noise"
-    index_file = root / "index" / f"{hashlib.sha256(key_text.encode()).hexdigest()}.json"
+    index_file = root / "index" / f"{json_digest(key)}.json"
 
     if index_file.exists():
         labels = _load_cached(index_file, root, clean.shape[0], num_classes)

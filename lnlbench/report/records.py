@@ -8,7 +8,6 @@ the file, failed and unfinished runs are listed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -19,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from lnlbench.errors import ConfigError
+from lnlbench.hashing import canonical_json, json_digest
 from lnlbench.record import record_schema, validate
 from lnlbench.config import SCHEMA  # config.py needs only the standard library: no torch here
 
@@ -62,12 +62,12 @@ def find_run_files(root: Path) -> tuple[list[Path], list[Path]]:
 
 
 def _canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return canonical_json(obj, compact=True)
 
 
 def short_hash(obj: Any, n: int = 8) -> str:
-    """First `n` hex digits of the SHA-256 of `obj`'s canonical JSON."""
-    return hashlib.sha256(_canonical(obj).encode()).hexdigest()[:n]
+    """First `n` hex digits of the SHA-256 of `obj`'s canonical (compact) JSON."""
+    return json_digest(obj, n, compact=True)
 
 
 def variant_fields(config: dict[str, Any], version: str) -> dict[str, str]:
