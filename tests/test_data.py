@@ -230,11 +230,27 @@ def make_archive(tmp_path: Path, build) -> tuple[Path, str]:
 
 @pytest.fixture
 def local_release(tmp_path, monkeypatch):
-    """Point the cifar10 reader at a file:// archive in the official layout, with its own md5."""
+    """Point the cifar10 reader at an archive in the official layout, served over HTTP from this machine (as the
+    official host would serve it; torchvision's downloader needs an HTTP response), with its own md5."""
+    import functools
+    import http.server
+    import threading
+
     archive, md5 = make_archive(tmp_path, write_cifar10)
-    layout = dataclasses.replace(cifar.CIFAR10, url=archive.as_uri(), archive_md5=md5)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):  # no request lines on the test's stderr
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(archive.parent)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/{archive.name}"
+    layout = dataclasses.replace(cifar.CIFAR10, url=url, archive_md5=md5)
     monkeypatch.setattr(cifar, "CIFAR10", layout)
-    return layout
+    yield layout
+    server.shutdown()
+    server.server_close()
 
 
 def test_download_fetches_checks_and_extracts(tmp_path, local_release):
@@ -242,6 +258,12 @@ def test_download_fetches_checks_and_extracts(tmp_path, local_release):
     ds = load_dataset("cifar10", root, download=True)
     assert len(ds.train) == sum(TRAIN_SIZES) and (root / "cifar-10-python.tar.gz").is_file()
     assert not list(root.glob("*.part"))
+
+
+def test_download_off_a_terminal_draws_no_progress_bar(tmp_path, local_release, capfd):
+    """torchvision's download bar redraws with carriage returns; a log file (stderr not a terminal) must get none."""
+    load_dataset("cifar10", tmp_path / "data", download=True)
+    assert "\r" not in capfd.readouterr().err
 
 
 def test_download_repairs_a_corrupt_copy(tmp_path, local_release, caplog):

@@ -7,17 +7,23 @@ whose `data` is an N x 3072 uint8 array (channel planes R, G, B, each 32 x 32 ro
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import logging
 import pickle
+import shutil
+import socket
 import tarfile
 import urllib.error
-import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torchvision.datasets import utils as tv_utils
+from torchvision.datasets.utils import download_url
+
+from lnlbench import progress
 
 from lnlbench.data.base import Dataset, Split, register_dataset
 from lnlbench.errors import DataError
@@ -195,43 +201,39 @@ def _read_names(meta: dict, key: str, count: int, path: Path, layout: CifarLayou
 # ------------------------------------------------------------------------------------------------------ download
 
 DOWNLOAD_TIMEOUT_S = 30  # per socket operation: a dead host fails in seconds instead of hanging
-_CHUNK = 1 << 20
 
 
-def _md5(path: Path) -> str:
-    h = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
+@contextlib.contextmanager
+def _socket_timeout(seconds: float) -> Iterator[None]:
+    """torchvision's `download_url` takes no timeout: set the default socket timeout for the download only."""
+    before = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(before)
 
 
 def fetch(url: str, dest: Path, md5: str, what: str) -> None:
-    """Download `url` to `dest` through a temporary file, checking the archive's md5; failures raise `DataError`."""
-    part = dest.with_name(dest.name + ".part")
+    """Download `url` to `dest` with torchvision's md5-checked `download_url`, through a staging folder so that a
+    failed or altered download never sits under the archive's name; failures raise `DataError`."""
+    staging = dest.parent / f".{dest.name}.download"
+    shutil.rmtree(staging, ignore_errors=True)
     how = f"check your connection, or download {url} by hand and extract it into {dest.parent}"
-    h = hashlib.md5(usedforsecurity=False)
     try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(part, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0)
-            done, next_report = 0, 0.1
-            while chunk := response.read(_CHUNK):
-                out.write(chunk)
-                h.update(chunk)
-                done += len(chunk)
-                if total and done / total >= next_report:
-                    log.info("%s: downloaded %d of %d MB", what, done >> 20, total >> 20)
-                    next_report += 0.1
-    except (urllib.error.URLError, OSError, ValueError) as e:  # URLError, timeouts and disk errors are all OSError
-        part.unlink(missing_ok=True)
-        raise DataError(f"{what}: could not download {url} ({type(e).__name__}: {e}); {how}") from e
-    if h.hexdigest() != md5:
-        part.unlink(missing_ok=True)
+        with _socket_timeout(DOWNLOAD_TIMEOUT_S), progress.library_bars():
+            download_url(url, str(staging), filename=dest.name, md5=md5)
+        (staging / dest.name).replace(dest)
+    except RuntimeError as e:  # download_url's "File not found or corrupted.": the md5 check failed
+        got = tv_utils.calculate_md5(staging / dest.name) if (staging / dest.name).is_file() else "nothing"
         raise DataError(
-            f"{what}: the file downloaded from {url} has md5 {h.hexdigest()}, not the official {md5} "
+            f"{what}: the file downloaded from {url} has md5 {got}, not the official {md5} "
             f"(incomplete or altered download); try again, or {how}"
-        )
-    part.replace(dest)
+        ) from e
+    except (urllib.error.URLError, OSError, ValueError) as e:  # URLError, timeouts and disk errors are all OSError
+        raise DataError(f"{what}: could not download {url} ({type(e).__name__}: {e}); {how}") from e
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def safe_extract(archive: Path, dest: Path, what: str) -> None:
@@ -267,7 +269,7 @@ def download_and_extract(url: str, md5: str, root: Path, what: str) -> None:
     except OSError as e:
         raise DataError(f"{what}: cannot create the data root {root} ({e}); pick a writable --data-root") from e
     archive = root / url.rsplit("/", 1)[-1]
-    if archive.is_file() and _md5(archive) == md5:
+    if tv_utils.check_integrity(archive, md5):
         log.info("%s: using the archive already in %s", what, archive)
     else:
         log.info("%s: downloading %s into %s", what, url, root)
