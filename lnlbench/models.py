@@ -26,6 +26,7 @@ import timm
 import torch
 from torch import Tensor
 
+from lnlbench import progress
 from lnlbench.hashing import file_sha256
 from lnlbench.errors import ConfigError, WeightsError
 
@@ -398,34 +399,32 @@ def timm_weights_file(name: str, cfg: Mapping) -> Path:
 
 
 def _hf_repo_and_files(cfg: Mapping) -> tuple[str, str | None, list[str]]:
-    # timm's hf_split: "repo@revision"; timm tries model.safetensors before pytorch_model.bin (timm/models/_hub.py)
-    repo, _, revision = str(cfg["hf_hub_id"]).partition("@")
-    custom = cfg.get("hf_hub_filename")
-    return repo, revision or None, [custom] if custom else ["model.safetensors", "pytorch_model.bin"]
+    """timm's own reading of `hf_hub_id` ("repo@revision") and the files its loader tries, safetensors first."""
+    from timm.models._hub import HF_WEIGHTS_NAME, _get_safe_alternatives, hf_split
 
-
-def _url_cache_path(url: str) -> Path:
-    # where timm's download_cached_file keeps url weights: <torch hub dir>/checkpoints/<basename>
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+    repo, revision = hf_split(str(cfg["hf_hub_id"]))
+    filename = cfg.get("hf_hub_filename") or HF_WEIGHTS_NAME
+    return repo, revision, [*_get_safe_alternatives(filename), filename]
 
 
 def _cached_timm_file(cfg: Mapping) -> Path | None:
-    """Look in the local caches only; no network."""
+    """The weights as the libraries' own offline resolution finds them (no network): huggingface_hub's
+    `local_files_only` lookup for hub weights, timm's checkpoint cache for URL weights."""
     if cfg.get("hf_hub_id"):
-        try:
-            from huggingface_hub import constants, try_to_load_from_cache
-        except ImportError:
-            constants = try_to_load_from_cache = None
-        if try_to_load_from_cache is not None:
-            repo, revision, files = _hf_repo_and_files(cfg)
-            for filename in files:
-                found = try_to_load_from_cache(repo, filename, cache_dir=constants.HF_HUB_CACHE, revision=revision)
-                if isinstance(found, str) and Path(found).is_file():
-                    return Path(found)
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        repo, revision, files = _hf_repo_and_files(cfg)
+        for filename in files:
+            try:
+                return Path(hf_hub_download(repo, filename, revision=revision, local_files_only=True))
+            except LocalEntryNotFoundError:
+                continue
     if cfg.get("url"):
-        path = _url_cache_path(cfg["url"])
-        if path.is_file():
-            return path
+        from timm.models._hub import check_cached_file, download_cached_file
+
+        if check_cached_file(cfg["url"]):  # present (and matching the hash in its name, when it has one)
+            return Path(download_cached_file(cfg["url"]))  # timm's path for it; nothing is downloaded
     return None
 
 
@@ -454,6 +453,7 @@ def _offline_reason(host: str, port: int) -> str | None:
 
 
 def _download_timm_file(cfg: Mapping) -> Path:
+    """Fetch the weights with the libraries' own downloaders, into their own caches, with a timeout."""
     if cfg.get("hf_hub_id"):
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import EntryNotFoundError
@@ -467,15 +467,14 @@ def _download_timm_file(cfg: Mapping) -> Path:
             except EntryNotFoundError:
                 continue
         raise WeightsError(f"Hugging Face repo {repo} has none of {', '.join(files)}; pass --weights /path/to/file")
-    destination = _url_cache_path(cfg["url"])
-    destination.parent.mkdir(parents=True, exist_ok=True)
+    from timm.models._hub import download_cached_file
+
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(_DOWNLOAD_TIMEOUT_S)  # urllib under torch.hub has no timeout of its own
     try:
-        torch.hub.download_url_to_file(cfg["url"], str(destination), progress=False)
+        return Path(download_cached_file(cfg["url"], check_hash=True, progress=progress.enabled()))
     finally:
         socket.setdefaulttimeout(previous)
-    return destination
 
 
 def _timm_loaded_state_dict(name: str, weight_file: Path) -> dict[str, Tensor]:

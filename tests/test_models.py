@@ -325,6 +325,26 @@ def test_timm_weights_come_from_the_local_hugging_face_cache(empty_caches, monke
     assert spec.mean == (0.5, 0.5, 0.5) and spec.default_input_size == 160  # from timm's pretrained cfg
 
 
+def test_timm_url_weights_come_from_timms_checkpoint_cache(empty_caches, monkeypatch):
+    """Weights timm publishes by URL are found where timm's downloader keeps them (under TORCH_HOME), offline, and
+    only when their bytes match the hash prefix in their name (timm's own check)."""
+    from lnlbench.models import timm_weights_file
+
+    monkeypatch.setenv("LNLBENCH_OFFLINE", "1")
+    content = b"weights as timm's downloader left them"
+    good = f"tiny_net-{hashlib.sha256(content).hexdigest()[:8]}.pth"
+    checkpoints = empty_caches.parent / "torch" / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    for name in (good, "tiny_net-00000000.pth"):
+        with pytest.raises(WeightsError, match="could not be had offline"):
+            timm_weights_file("tiny_net", {"url": f"https://example.invalid/weights/{name}"})
+        (checkpoints / name).write_bytes(content)
+    with hang_guard():
+        assert timm_weights_file("tiny_net", {"url": f"https://example.invalid/weights/{good}"}) == checkpoints / good
+        with pytest.raises(WeightsError, match="could not be had offline"):  # present, but its hash does not match
+            timm_weights_file("tiny_net", {"url": "https://example.invalid/weights/tiny_net-00000000.pth"})
+
+
 # --- names, random weights, the feature/head split -------------------------------------------------------------------
 
 
