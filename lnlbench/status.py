@@ -49,11 +49,12 @@ class RunState:
     record: dict[str, Any] | None = None
 
     def describe(self) -> str:
-        """`method dataset noise rate seed` for a table row."""
+        """`method dataset noise rate noise_seed N seed N` for a table row."""
         c = self.config or (self.record or {}).get("config") or {}
         if not c:
             return "-"
-        return " ".join(str(c.get(k, "?")) for k in ("method", "dataset", "noise", "rate")) + f" seed {c.get('seed', '?')}"
+        return (" ".join(str(c.get(k, "?")) for k in ("method", "dataset", "noise", "rate"))
+                + f" noise_seed {c.get('noise_seed', 0)} seed {c.get('seed', '?')}")
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -167,22 +168,47 @@ def queued_slurm_jobs() -> set[str] | None:
 
 
 def slurm_job_states(job_ids: list[str]) -> dict[str, str]:
-    """SLURM accounting state (COMPLETED, OUT_OF_MEMORY, CANCELLED, ...) of finished jobs; {} without `sacct`."""
+    """How SLURM accounting saw each job end: its state with the exit code when not 0:0 (`FAILED 9:0`,
+    `OUT_OF_MEMORY 0:125`, `CANCELLED`), and `CANCELLED before it started` for a job or array task that never got a
+    node (sacct lists those array tasks only as one `<array>_[a-b]` row). {} without `sacct`."""
     if not job_ids or shutil.which("sacct") is None:
         return {}
+    asked = set(job_ids)
+    arrays = sorted({j.split("_")[0] for j in job_ids})  # `sacct -j A` lists every task of array A, started or not
     try:
         out = subprocess.run(
-            ["sacct", "--noheader", "--parsable2", "--allocations", "--format=JobID,State",
-             f"--jobs={','.join(job_ids)}"],
+            ["sacct", "--noheader", "--parsable2", "--allocations", "--format=JobID,State,ExitCode,NodeList",
+             f"--jobs={','.join(arrays)}"],
             capture_output=True, text=True, timeout=30,
         )
     except (OSError, subprocess.SubprocessError):
         return {}
     states = {}
     for line in out.stdout.splitlines() if out.returncode == 0 else []:
-        job, _, state = line.partition("|")
-        states[job.strip()] = state.split()[0] if state.split() else ""
+        fields = line.split("|")
+        if len(fields) != 4 or not fields[1].split():
+            continue
+        job, state, exit_code, nodes = (f.strip() for f in fields)
+        said = state.split()[0] + (f" {exit_code}" if exit_code not in ("", "0:0") else "")
+        if nodes == "None assigned":
+            said += " before it started"
+        for one in expand_array_ids(job):
+            if one in asked:
+                states[one] = said
     return states
+
+
+def expand_array_ids(job: str) -> list[str]:
+    """`123_[0-2,5%2]` -> 123_0, 123_1, 123_2, 123_5; any other id as it is."""
+    array, _, spec = job.partition("_[")
+    if not spec:
+        return [job]
+    ids = []
+    for part in spec.rstrip("]").split("%")[0].split(","):
+        lo, _, hi = part.partition("-")
+        if lo.isdigit() and (hi.isdigit() or not hi):
+            ids.extend(f"{array}_{t}" for t in range(int(lo), int(hi or lo) + 1))
+    return ids
 
 
 def run_state(run_dir: Path, queued: set[str] | None = None) -> RunState:
@@ -205,7 +231,9 @@ def run_state(run_dir: Path, queued: set[str] | None = None) -> RunState:
     if marker_alive(marker, mtime):
         where = f"{marker.get('host')}:{marker.get('pid')}"
         job = marker.get("slurm_job_id")
-        return RunState(run_dir.name, "running", where + (f" (slurm job {job})" if job else ""), config, record)
+        ck = checkpoint_epochs(run_dir)
+        detail = where + (f" (slurm job {job})" if job else "") + (f"; checkpoint {ck}" if ck else "")
+        return RunState(run_dir.name, "running", detail, config, record)
     stopped = read_json(run_dir / INTERRUPTED)
     if stopped is not None and not (record is not None and _newer(rd.result, run_dir / INTERRUPTED)):
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stopped.get("at") or 0))
@@ -279,8 +307,13 @@ def scan(out: Path | str, run_ids: list[str] | None = None, check_slurm: bool = 
         else:
             states.append(RunState(d.name, "pending", "not started"))
     gone = {s.detail.split()[2]: s for s in states if s.state == "pending" and " ended without a record" in s.detail}
-    for job, state in slurm_job_states(sorted(gone)).items():  # say how SLURM saw them end (OUT_OF_MEMORY, ...)
-        if job in gone and state:
+    for job, state in slurm_job_states(sorted(gone)).items():  # say how SLURM saw them end (FAILED 9:0, ...)
+        if job not in gone or not state:
+            continue
+        if state == "CANCELLED before it started":
+            said = f"cancelled on SLURM before it started (slurm job {job})"
+            gone[job].detail = gone[job].detail.replace(f"slurm job {job} ended without a record", said, 1)
+        else:
             gone[job].detail = gone[job].detail.replace(" ended without", f" ended {state} without", 1)
     return states
 

@@ -112,6 +112,24 @@ def test_status_tells_the_four_states_apart(tmp_path, capsys):
     assert [r["run_id"] for r in rows] == ["b" * 16]
 
 
+def test_status_shows_each_runs_noise_seed_and_the_epochs_its_checkpoint_holds(tmp_path, capsys):
+    from lnlbench import verified
+
+    out = tmp_path / "out"
+    live = status.proc_stat(os.getpid())
+    for run_id, noise_seed in (("a" * 16, 3), ("b" * 16, 4)):
+        d = fake_run(out, run_id, marker={"pid": os.getpid(), "pid_start": live[1] if live else None,
+                                          "host": socket.gethostname()} if noise_seed == 3 else None)
+        write_json_atomic(d / "config.json", {**json.loads((d / "config.json").read_text()), "noise_seed": noise_seed})
+        verified.write_verified(d / "checkpoints" / "finetune.pt", b"state", {"epoch": 2})
+    assert main(["status", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"running\s+a{16}\s+lp digits sym 0.2 noise_seed 3 seed 0\s.*checkpoint finetune \(3 epochs done\)",
+                     text), text
+    assert re.search(r"pending\s+b{16}\s+lp digits sym 0.2 noise_seed 4 seed 0\s.*checkpoint finetune \(3 epochs done\)",
+                     text), text
+
+
 def test_status_of_missing_dir_is_an_error(tmp_path, capsys):
     assert main(["status", str(tmp_path / "absent")]) == 2
     assert "not a directory" in capsys.readouterr().err

@@ -257,3 +257,57 @@ def test_two_concurrent_sweeps_on_one_grid_submit_each_run_once(slurm_cluster, t
         assert len(job_ids) == 4 and len(arrays) == 1
     finally:
         subprocess.run(["scancel", *arrays], timeout=30)
+
+
+# ----------------------------------------------------------------- issue 13, finding 6: truthful SLURM end states ---
+def wait_for(predicate, what: str, limit_s: float = 600):
+    """Poll `predicate` until it returns something truthy (a bound against hanging, not a timing assertion)."""
+    end = time.monotonic() + limit_s
+    while not (got := predicate()):
+        assert time.monotonic() < end, f"gave up waiting for {what}"
+        time.sleep(0.2)
+    return got
+
+
+def long_run(tmp_path: Path, cache_dir: Path, epochs: int = 200) -> tuple[SlurmLauncher, RunJob]:
+    """A launcher and an fft run long enough to be stopped mid-training."""
+    path = sweep_file(tmp_path, f"- {{name: fft, hparams: {{epochs: {epochs}}}}}", seeds="[0]", rates="[0.2]")
+    (cfg,) = load_sweep(path).runs()
+    launcher = SlurmLauncher(LauncherSettings(time=15, cpus=1), tmp_path / "out", echo=quiet)
+    return launcher, RunJob(cfg.to_json(), tmp_path / "out", cache_dir=cache_dir, launcher="slurm")
+
+
+def test_a_task_killed_on_its_node_is_recorded_with_the_slurm_state_and_exit_code(slurm_cluster, tmp_path, cache_dir,
+                                                                                  capsys):
+    launcher, run = long_run(tmp_path, cache_dir)
+    launched = launcher.launch([run])
+    marker = run.run_dir.path / "running.json"
+    wait_for(lambda: (run.run_dir.checkpoints / "finetune.pt").exists(), "the first checkpoint")
+    os.kill(json.loads(marker.read_text())["pid"], 9)  # the node's OOM killer, say: SLURM sees FAILED 9:0
+    launcher.wait(launched)
+    error = json.loads(run.run_dir.result.read_text())["error"]
+    assert f"SLURM job {launched.jobs[0].job_id} ended FAILED 9:0 without a record" in error, error
+    assert main(["status", str(run.out)]) == 0
+    assert "ended FAILED 9:0 without a record" in capsys.readouterr().out
+
+
+def test_an_array_cancelled_before_it_started_says_so_in_status(slurm_cluster, tmp_path, cache_dir, capsys):
+    from lnlbench.launch import launch_sweep
+
+    configs = load_sweep(sweep_file(tmp_path, "- {name: lp, hparams: {epochs: 1}}", "[0, 1]", "[0.2]")).runs()
+    out = tmp_path / "out"
+    settings = LauncherSettings(time=5, cpus=1, sbatch={"hold": True}, job_name="lnlbench-never-started")
+    _, launched = launch_sweep(configs, out, "slurm", settings, cache_dir=cache_dir, echo=quiet)
+    array = str(launched.jobs[0].job_id).split("_")[0]
+    subprocess.run(["scancel", array], check=True, timeout=30)
+
+    def shown() -> str:
+        assert main(["status", str(out)]) == 0
+        text = capsys.readouterr().out
+        return text if "cancelled on SLURM" in text else ""
+
+    text = wait_for(shown, "accounting to record the cancelled array", 60)
+    for i, c in enumerate(configs):
+        assert re.search(rf"pending\s+{c.run_id}.*cancelled on SLURM before it started \(slurm job {array}_{i}\)",
+                         text), text
+    assert "2 runs: 0 done, 0 running, 0 failed, 2 pending" in text
