@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -53,10 +54,12 @@ class RunConfig:
     weights_sha256: str | None = None  # SHA-256 of the weight file (None for random weights)
 
     def identity(self) -> dict[str, Any]:
-        """The fields that define what the run computes (no local paths)."""
-        d = dataclasses.asdict(self)
-        for name in LOCAL_PATH_FIELDS:
-            d.pop(name)
+        """The fields that define what the run computes (no local paths); a copy the caller may change."""
+        return copy.deepcopy(self._identity_view())
+
+    def _identity_view(self) -> dict[str, Any]:
+        """`identity()` sharing this config's nested values: read-only, but cheap (a sweep plan makes thousands)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in LOCAL_PATH_FIELDS}
         d["dataset_options"] = {k: v for k, v in self.dataset_options.items() if k not in LOCAL_PATH_OPTIONS}
         if self.weights not in WEIGHT_SOURCES:
             d["weights"] = "file"  # the path stays out; the file's content is in weights_sha256
@@ -65,7 +68,7 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
-        return json_digest(self.identity(), 16)
+        return json_digest(self._identity_view(), 16)
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

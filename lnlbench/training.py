@@ -6,15 +6,16 @@ import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from lnlbench import engine
-from lnlbench.context import MethodContext
 from lnlbench.errors import ConfigError
 from lnlbench.losses import per_sample_loss
-from lnlbench.models import split_backbone_head
+
+if TYPE_CHECKING:  # the context brings timm; hyperparameter readers import this module without it
+    from lnlbench.context import MethodContext
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,8 @@ class FeatureClassifier(torch.nn.Module):
         self.head = head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from lnlbench.models import split_backbone_head
+
         feature_fn, _ = split_backbone_head(self.model)
         return self.head(feature_fn(x).float())
 

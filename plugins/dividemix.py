@@ -40,15 +40,14 @@ check; split apart they would hide the schedule from the code that follows it.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
 from lnlbench import engine, hookimpl
-from lnlbench.context import MethodContext
 from lnlbench.errors import ConfigError
-from lnlbench.methods import SCALING_RULE, HParam, Method, MethodOutput, ScheduleItem, scale_epochs
+from lnlbench.methods import HParam, Method, MethodOutput, ScheduleItem, scale_epochs
 from lnlbench.mixmatch import (
     co_guess,
     co_refine,
@@ -60,6 +59,9 @@ from lnlbench.mixmatch import (
 )
 from lnlbench.sample_selection import GMM_MAX_ITER, GMM_REG_COVAR, GMM_TOL, gmm_clean_posterior, minmax, separation
 from lnlbench.training import optim_from
+
+if TYPE_CHECKING:  # the harness's context (and timm behind it) is not needed to read hyperparameters
+    from lnlbench.context import MethodContext
 
 OFFICIAL_EPOCHS = 300  # Train_cifar.py: --num_epochs 300
 OFFICIAL_RAMPUP = 16  # Train_cifar.py: linear_rampup(..., rampup_length=16)

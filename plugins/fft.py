@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from lnlbench import hookimpl
-from lnlbench.context import MethodContext
 from lnlbench.methods import HParam, Method, MethodOutput, ScheduleItem
 from lnlbench.training import finetune, optim_from
+
+if TYPE_CHECKING:  # the harness's context (and timm behind it) is not needed to read hyperparameters
+    from lnlbench.context import MethodContext
 
 # SGD with momentum and cosine decay is the common fine-tuning recipe for ImageNet-pretrained CNNs on CIFAR
 # (e.g. Kornblith et al., CVPR 2019); the TURN paper's FFT baseline fine-tunes all parameters with cross-entropy.

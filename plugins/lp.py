@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from lnlbench import hookimpl
-from lnlbench.context import MethodContext
 from lnlbench.methods import HParam, Method, MethodOutput, ScheduleItem
 from lnlbench.training import FeatureClassifier, choose_probe_settings, optim_from, probe_check, train_linear_head
+
+if TYPE_CHECKING:  # the harness's context (and timm behind it) is not needed to read hyperparameters
+    from lnlbench.context import MethodContext
 
 # Defaults: the TURN paper (Ahn et al. 2023) trains its linear-probing step with a noise-robust loss but does not
 # fix an optimiser for plain LP. lr and weight decay are chosen per run by the probe rule (lnlbench.training.

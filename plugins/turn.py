@@ -9,12 +9,13 @@ Step 3, full fine-tuning of backbone and head, from the pre-trained backbone and
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import sys
 
 import torch
 
 from lnlbench import hookimpl
-from lnlbench.context import MethodContext
 from lnlbench.errors import TrainingError
 from lnlbench.losses import generalized_cross_entropy
 from lnlbench.methods import HParam, Method, MethodOutput, ScheduleItem, scale_epochs
@@ -32,6 +33,9 @@ from lnlbench.sample_selection import (
 from lnlbench.training import choose_probe_settings, finetune, optim_from, probe_check
 from lnlbench_plugins.fft import FFT_HPARAMS
 from lnlbench_plugins.lp import LP_HPARAMS
+
+if TYPE_CHECKING:  # the harness's context (and timm behind it) is not needed to read hyperparameters
+    from lnlbench.context import MethodContext
 
 _LP = "as `lp` (plugins/lp.py): "
 REF_LP_EPOCHS = int(LP_HPARAMS["epochs"].default)

@@ -6,11 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
 from lnlbench.commands.common import add_run_arguments, parse_set
 from lnlbench.errors import ConfigError
-from lnlbench.methods import SCALING_RULE
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -83,6 +80,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
         print(f"  {key} = {resolved[key]!r}\n      source: {src}" + (f"\n      {hp.help}" if hp.help else ""))
     items = cls.schedule(resolved, args.dataset or "")
     if items:
+        from lnlbench.methods import SCALING_RULE
+
         print(f"schedule at this budget\n  rule: {SCALING_RULE}")
         for item in items:
             print(f"  {item.name} = {item.value}\n      reference: {item.reference}"
@@ -122,6 +121,8 @@ def cmd_noise(args: argparse.Namespace) -> int:
     print(f"realized noise rate: {noisy.realized_rate:.4f} over {len(noisy.labels)} labels")
     print(f"labels sha256: {noisy.sha256}")
     print("realized transition matrix (rows: clean class, columns: noisy label):")
+    import numpy as np
+
     tm = np.asarray(noisy.transition_matrix)
     width = max(len(c) for c in data.classes[: len(tm)])
     for name, row in zip(data.classes, tm):

@@ -20,8 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.datasets import utils as tv_utils
-from torchvision.datasets.utils import download_url
 
 from lnlbench import progress
 
@@ -220,12 +218,14 @@ def fetch(url: str, dest: Path, md5: str, what: str) -> None:
     staging = dest.parent / f".{dest.name}.download"
     shutil.rmtree(staging, ignore_errors=True)
     how = f"check your connection, or download {url} by hand and extract it into {dest.parent}"
+    from torchvision.datasets.utils import calculate_md5, download_url  # only here: torchvision is slow to import
+
     try:
         with _socket_timeout(DOWNLOAD_TIMEOUT_S), progress.library_bars():
             download_url(url, str(staging), filename=dest.name, md5=md5)
         (staging / dest.name).replace(dest)
     except RuntimeError as e:  # download_url's "File not found or corrupted.": the md5 check failed
-        got = tv_utils.calculate_md5(staging / dest.name) if (staging / dest.name).is_file() else "nothing"
+        got = calculate_md5(staging / dest.name) if (staging / dest.name).is_file() else "nothing"
         raise DataError(
             f"{what}: the file downloaded from {url} has md5 {got}, not the official {md5} "
             f"(incomplete or altered download); try again, or {how}"
@@ -269,7 +269,9 @@ def download_and_extract(url: str, md5: str, root: Path, what: str) -> None:
     except OSError as e:
         raise DataError(f"{what}: cannot create the data root {root} ({e}); pick a writable --data-root") from e
     archive = root / url.rsplit("/", 1)[-1]
-    if tv_utils.check_integrity(archive, md5):
+    from torchvision.datasets.utils import check_integrity
+
+    if check_integrity(archive, md5):
         log.info("%s: using the archive already in %s", what, archive)
     else:
         log.info("%s: downloading %s into %s", what, url, root)

@@ -17,7 +17,6 @@ import hashlib
 from typing import Any
 
 import numpy as np
-from scipy.stats import truncnorm
 
 from lnlbench.errors import ConfigError
 from lnlbench.noise.base import NoiseInputs, register_noise_model
@@ -86,6 +85,8 @@ def _check_images(images: Any, n: int) -> None:
 def flip_rates(rate: float, n: int, rng: np.random.Generator) -> np.ndarray:
     """Per-sample flip rates from Normal(rate, 0.1) truncated to [0, 1] (inverse-CDF sampling)."""
     a, b = (0.0 - rate) / FLIP_RATE_STD, (1.0 - rate) / FLIP_RATE_STD
+    from scipy.stats import truncnorm  # scipy.stats is slow to import; only IDN draws need it
+
     return truncnorm(a, b, loc=rate, scale=FLIP_RATE_STD).ppf(rng.random(n))
 
 
