@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from lnlbench import progress
 from lnlbench.data.transforms import augment, preprocess
 from lnlbench.errors import ConfigError, TrainingError
 from lnlbench.hashing import json_digest
@@ -199,13 +200,18 @@ class ImageBatcher:
 
 
 def index_batches(
-    indices: torch.Tensor, batch_size: int, order: torch.Generator | None, drop_last: bool = False
+    indices: torch.Tensor,
+    batch_size: int,
+    order: torch.Generator | None,
+    drop_last: bool = False,
+    desc: str | None = None,
 ) -> Iterator[torch.Tensor]:
-    """Mini-batches of `indices`, shuffled by `order` when given."""
+    """Mini-batches of `indices`, shuffled by `order` when given; with `desc`, a progress bar on a terminal."""
     if order is not None:
         indices = indices[torch.randperm(len(indices), generator=order)]
     stop = len(indices) - (len(indices) % batch_size if drop_last else 0)
-    for start in range(0, stop, batch_size):
+    starts = range(0, stop, batch_size)
+    for start in starts if desc is None else progress.bar(starts, desc=desc, unit="batch"):
         chunk = indices[start : start + batch_size]
         if len(chunk):
             yield chunk
@@ -218,6 +224,7 @@ def predict_logits(
     precision: Precision,
     batch_size: int = 256,
     indices: torch.Tensor | None = None,
+    desc: str = "predict",
 ) -> torch.Tensor:
     """Logits (float32, on CPU) of `predict` over `indices` (all images by default), in order."""
     if isinstance(predict, torch.nn.Module):
@@ -225,7 +232,7 @@ def predict_logits(
     if indices is None:
         indices = torch.arange(len(batcher))
     outs = []
-    for idx in index_batches(indices, batch_size, None):
+    for idx in index_batches(indices, batch_size, None, desc=desc):
         with precision.autocast(batcher.device):
             outs.append(predict(batcher.batch(idx)).float())
     return torch.cat(outs).cpu() if outs else torch.empty(0)
@@ -339,7 +346,7 @@ def extract_features(
     batch_size: int = 256,
 ) -> torch.Tensor:
     """Pre-logit features (float32, CPU) of every image, in order, with the backbone in eval mode."""
-    return predict_logits(feature_fn, batcher, precision, batch_size)
+    return predict_logits(feature_fn, batcher, precision, batch_size, desc="features")
 
 
 def _check_feature_entry(entry: object) -> None:

@@ -286,7 +286,8 @@ def finetune(
         aug = ctx.rng(phase, "augment", epoch) if augment else None
         epoch_idx = ctx.epoch_indices(indices, labels, phase, epoch)
         batches = engine.index_batches(
-            epoch_idx, settings.batch_size, ctx.rng(phase, epoch), drop_last=len(epoch_idx) > settings.batch_size
+            epoch_idx, settings.batch_size, ctx.rng(phase, epoch), drop_last=len(epoch_idx) > settings.batch_size,
+            desc=f"{phase} epoch {epoch + 1}/{settings.epochs}",
         )
         total, seen = train_steps(model, ctx.train, batches, labels_dev, opt, sched, scaler, ctx.precision, aug,
                                   loss, gce_q)

@@ -255,7 +255,8 @@ class CoTeaching(Method):
                 for net in nets:
                     net.train()
                 orders = [engine.index_batches(all_idx, settings.batch_size, ctx.rng("train", "order", i, epoch),
-                                               drop_last) for i in (0, 1)]
+                                               drop_last, desc=f"train epoch {epoch + 1}/{epochs}" if i == 0 else None)
+                          for i in (0, 1)]
                 augs = [ctx.rng("train", "augment", i, epoch) if hp["augment"] else None for i in (0, 1)]
                 chosen = [torch.zeros(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)]
                 totals = torch.zeros(2, device=ctx.device)

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from lnlbench import engine, hookimpl
+from lnlbench import engine, hookimpl, progress
 from lnlbench.errors import ConfigError
 from lnlbench.methods import HParam, Method, MethodOutput, ScheduleItem, scale_epochs
 from lnlbench.mixmatch import (
@@ -311,7 +311,9 @@ class DivideMix(Method):
                     net.train()
                     total, seen = torch.zeros((), device=ctx.device), 0
                     aug = ctx.rng("warmup", "augment", i, epoch) if hp["augment"] else None
-                    for idx in _batches(torch.arange(n), 2 * settings.batch_size, ctx.rng("warmup", "order", i, epoch)):
+                    order = ctx.rng("warmup", "order", i, epoch)
+                    for idx in progress.bar(_batches(torch.arange(n), 2 * settings.batch_size, order),
+                                            desc=f"warmup net{i + 1} epoch {epoch + 1}", unit="batch"):
                         with ctx.precision.autocast(ctx.device):
                             logits = net(ctx.train.batch(idx, aug))
                         loss = F.cross_entropy(logits.float(), labels[idx.to(ctx.device)])
@@ -431,7 +433,8 @@ class DivideMix(Method):
         num_classes = ctx.num_classes
         total, seen = torch.zeros((), device=dev), 0
         num_iter = len(batches)
-        for batch_idx, bx in enumerate(batches):
+        for batch_idx, bx in enumerate(progress.bar(batches, desc=f"train net{index + 1} epoch {epoch + 1}",
+                                                    unit="batch")):
             b = len(bx)
             bu = torch.stack([next(u_stream) for _ in range(b)]) if u_stream is not None else bx[:0]
             x, x2 = ctx.train.batch(bx, aug), ctx.train.batch(bx, aug)
