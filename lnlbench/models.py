@@ -140,6 +140,20 @@ def weights_file(name: str, weights: str) -> Path | None:
     return path
 
 
+def offline_weights(name: str) -> str | None:
+    """Where `name`'s pre-trained weights can be had without a network: "packaged", "timm cache", or None."""
+    if timm.models.get_arch_name(name) == PACKAGED_ARCH:
+        try:
+            packaged_weights_path()
+            return PACKAGED
+        except WeightsError:
+            pass  # the package is missing: the timm cache may still hold them
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is not None and _cached_timm_file(cfg.to_dict()) is not None:
+        return "timm cache"
+    return None
+
+
 def weights_sha256(name: str, weights: str) -> str | None:
     """SHA-256 of the bytes of the weight file `weights` names (None for random weights): a run id's weight identity."""
     path = weights_file(name, weights)

@@ -130,6 +130,20 @@ def test_listings(capsys):
     assert code == 0 and "weight_decay" in out and "source:" in out
 
 
+def test_backbones_marks_offline_weights_and_refuses_a_pattern_matching_nothing(capsys, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))  # an empty timm / Hugging Face cache
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    code, out, _ = run_cli(capsys, "backbones", "tf_efficientnet_lite*")
+    assert code == 0 and "tf_efficientnet_lite0  [packaged]" in out.splitlines()
+    assert "tf_efficientnet_lite1" in out.splitlines()  # listed, unmarked: no weights here
+    code, out, _ = run_cli(capsys, "backbones", "--offline", "tf_efficientnet_lite*")
+    assert code == 0 and out.splitlines() == ["tf_efficientnet_lite0  [packaged]"]
+    code, out, err = run_cli(capsys, "backbones", "nosuch*")
+    assert code == 2 and out == "" and "no timm architecture matches 'nosuch*'" in err
+
+
 @pytest.mark.skipif(not MINI.exists(), reason=f"real CIFAR-10 subset not found at {MINI}")
 def test_noise_command_acceptance(capsys, tmp_path):
     """The issue's acceptance numbers on the real cifar10-mini labels."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from lnlbench.commands.common import add_run_arguments, parse_set
@@ -23,7 +24,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=None, metavar="N",
                    help="with --show: the hyperparameters and schedule of a budget of N epochs (the budget rule)")
     p.set_defaults(func=cmd_methods)
-    p = sub.add_parser("backbones", help="list timm architectures matching a wildcard")
+    p = sub.add_parser(
+        "backbones", help="list timm architectures matching a wildcard",
+        description="List timm architectures matching a wildcard; those with weights available offline are marked "
+        "[packaged] (the EfficientNet-Lite0 package) or [timm cache] (timm weights already downloaded here).",
+    )
+    p.add_argument("--offline", action="store_true", help="only architectures whose weights are on this machine")
     p.add_argument("pattern", nargs="?", default="*", help="e.g. '*resnet*'")
     p.set_defaults(func=cmd_backbones)
     p = sub.add_parser("noise", help="make (or load) noisy labels and print their realized rate and transition matrix")
@@ -92,8 +98,25 @@ def cmd_methods(args: argparse.Namespace) -> int:
 def cmd_backbones(args: argparse.Namespace) -> int:
     import timm
 
-    for name in timm.list_models(args.pattern):
-        print(name)
+    from lnlbench.models import offline_weights
+
+    names = timm.list_models(args.pattern)
+    if not names:
+        raise ConfigError(
+            f"no timm architecture matches {args.pattern!r}; wildcards match whole names, e.g. "
+            f"`lnlbench backbones '*resnet*'`"
+        )
+    shown = 0
+    for name in names:
+        source = offline_weights(name)
+        if args.offline and source is None:
+            continue
+        print(f"{name}  [{source}]" if source else name)
+        shown += 1
+    if args.offline and not shown:
+        print(f"none of the {len(names)} architectures matching {args.pattern!r} has weights on this machine; "
+              "use --weights random, or fetch timm weights on a machine that is online", file=sys.stderr)
+        return 1
     return 0
 
 
