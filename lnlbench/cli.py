@@ -43,8 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from lnlbench.provenance import invoked_as
+
     try:
-        return int(args.func(args) or 0)
+        with invoked_as(list(sys.argv[1:] if argv is None else argv)):
+            return int(args.func(args) or 0)
     except LnlbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

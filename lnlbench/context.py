@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -48,7 +49,9 @@ class MethodContext:
     samples_per_epoch: int | None = None  # a class-balanced draw per epoch instead of a full pass (Clothing1M)
     history: list[dict[str, Any]] = field(default_factory=list)
     selections: dict[str, Any] = field(default_factory=dict)
-    images_seen: int = 0
+    images_seen: int = 0  # training images (augmented views included) the method has trained on
+    images_by_phase: dict[str, int] = field(default_factory=dict)  # the same, per `phase` (innermost)
+    _phase_images: list[int] = field(default_factory=list, repr=False)  # per open phase: what nested ones counted
     feature_costs: dict[str, dict] = field(default_factory=dict)  # split -> charged extraction cost
 
     # -- identity -------------------------------------------------------------------------------------------------
@@ -203,9 +206,22 @@ class MethodContext:
             if name not in engine.HARNESS_PHASES and extra > 0:
                 self.timer.charge(extra, f"earlier attempt (resumed {loop} from its checkpoint)", phase=name)
 
-    def phase(self, name: str):
-        """Context manager timing a named phase into `cost.phases`."""
-        return self.timer.phase(name)
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time a named phase into `cost.phases` and count the training images it added to `images_seen` (less
+        what phases nested in it counted) into `cost.images_by_phase`, so images/s is per phase."""
+        start = self.images_seen
+        self._phase_images.append(0)
+        try:
+            with self.timer.phase(name):
+                yield
+        finally:
+            nested = self._phase_images.pop()
+            grown = self.images_seen - start
+            if grown - nested:
+                self.images_by_phase[name] = self.images_by_phase.get(name, 0) + grown - nested
+            if self._phase_images:
+                self._phase_images[-1] += grown
 
 
 def _check_checkpoint(ck: object) -> None:

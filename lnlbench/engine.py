@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -317,11 +318,17 @@ class PhaseTimer:
 HARNESS_PHASES = frozenset({"data", "test"})
 
 
-def throughput(images_seen: int, phases: dict[str, float]) -> dict[str, float]:
+def throughput(
+    images_seen: int, phases: dict[str, float], images_by_phase: dict[str, int] | None = None
+) -> dict[str, Any]:
     """`method_s`: seconds of every phase but the harness's own (data loading, final test); `images_per_s`: training
-    images (augmented views included, as methods count them in `images_seen`) per second of that time."""
+    images (augmented views included, as methods count them in `images_seen`) per second of that time, which
+    includes phases that train on no images (feature extraction, selection); `images_per_s_by_phase`: each phase's
+    own images per second of its own time, the throughput to compare across methods and devices."""
     method_s = sum(v for k, v in phases.items() if k not in HARNESS_PHASES)
-    return {"method_s": method_s, "images_per_s": images_seen / method_s if method_s > 0 else 0.0}
+    by_phase = {p: n / phases[p] for p, n in sorted((images_by_phase or {}).items()) if phases.get(p, 0.0) > 0}
+    return {"method_s": method_s, "images_per_s": images_seen / method_s if method_s > 0 else 0.0,
+            "images_per_s_by_phase": by_phase}
 
 
 def atomic_torch_save(obj: object, path: Path) -> None:

@@ -124,6 +124,8 @@ def environment(method: str | None = None) -> dict[str, Any]:
 
     from lnlbench.provenance import git_state, run_code_sha256
 
+    from lnlbench.provenance import dependency_versions, invocation
+
     git = git_state()
     env: dict[str, Any] = {
         "lnlbench": lnlbench.__version__,
@@ -133,6 +135,8 @@ def environment(method: str | None = None) -> dict[str, Any]:
         "host": socket.gethostname(),
         "git": git["commit"],
         "git_dirty": git["dirty"],
+        "versions": dependency_versions(),
+        "command": invocation(),
     }
     if method is not None:
         from lnlbench.provenance import method_module
@@ -242,7 +246,7 @@ def execute_run(
                 "contention": contention,
             }
         )
-        cost.update(engine.throughput(cost.get("images_seen", 0), timer.charged()))
+        cost.update(engine.throughput(cost.get("images_seen", 0), timer.charged(), cost.get("images_by_phase")))
         if record["status"] != "running":
             record = conforming(record)
             write_json_atomic(run_dir.result, record)
@@ -362,7 +366,7 @@ def _execute(
     if output.diagnostics:
         metrics["diagnostics"] = output.diagnostics
     record["metrics"] = metrics
-    record["cost"] = {"images_seen": ctx.images_seen}
+    record["cost"] = {"images_seen": ctx.images_seen, "images_by_phase": dict(ctx.images_by_phase)}
     if ctx.feature_costs:
         record["cost"]["features"] = ctx.feature_costs
     _log(verbose, f"run {config.run_id}: test_acc {final_acc:.4f}")

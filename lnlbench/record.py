@@ -74,6 +74,8 @@ class Cost:
     images_seen: int | None = None
     method_s: float | None = None
     images_per_s: float | None = None
+    images_by_phase: dict[str, int] | None = None
+    images_per_s_by_phase: dict[str, float] | None = None
     threads: int | None = None
     contended: bool | None = None
     contention: dict[str, Any] | None = None
@@ -92,6 +94,8 @@ class Env:
     git_dirty: bool | None = None
     method_module: str | None = None
     code_sha256: str | None = None
+    versions: dict[str, str | None] | None = None  # every installed distribution that computes (None: missing)
+    command: dict[str, Any] | None = None  # what started the run: argv and working directory (provenance.invocation)
 
 
 @dataclass

@@ -379,3 +379,32 @@ def test_reidentify_refuses_data_that_is_not_what_the_run_used(tmp_path):
     with pytest.raises(ConfigError, match="not the data the run used"):
         reidentify(out, cache_dir=tmp_path / "cache", echo=lambda _: None)
     assert (out / "177782efdf8d0c9d" / "result.json").is_file()  # nothing moved
+
+
+# -- issue 14, item 7: what a reproduction needs ------------------------------------------------------------------
+def test_a_record_carries_its_command_dependency_versions_and_per_phase_throughput(tmp_path, capsys):
+    from lnlbench.cli import main
+
+    out = tmp_path / "out"
+    argv = ["run", "--dataset", "digits", "--noise", "sym", "--rate", "0.4", "--method", "turn", "--backbone",
+            "test_efficientnet", "--weights", "random", "--image-size", "8", "--set", "lp_epochs=1",
+            "--set", "ft_epochs=1", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    record = json.loads(next(out.glob("*/result.json")).read_text())
+    env = record["env"]
+    assert env["command"]["argv"] == ["lnlbench", *argv] and env["command"]["via"] == "lnlbench"
+    for name in ("torch", "timm", "numpy", "scipy", "scikit-learn", "pillow", "submitit", "pluggy"):
+        assert env["versions"][name], name
+    cost = record["cost"]
+    # TURN trains on images only while fine-tuning: feature extraction and selection count no images, so the
+    # per-phase rate is the fine-tuning images over the fine-tuning time, above the run-wide figure
+    assert set(cost["images_by_phase"]) == {"finetune"}
+    assert cost["images_by_phase"]["finetune"] == cost["images_seen"] > 0
+    finetune_rate = cost["images_by_phase"]["finetune"] / cost["phases"]["finetune"]
+    assert cost["images_per_s_by_phase"]["finetune"] == pytest.approx(finetune_rate)
+    assert cost["images_per_s_by_phase"]["finetune"] > cost["images_per_s"]
+    # a run started from Python says so
+    from lnlbench.provenance import invocation
+
+    assert invocation()["via"] == "python"
