@@ -19,6 +19,7 @@ from lnlbench.data.base import Dataset, load_dataset
 from lnlbench.errors import ConfigError, DataError, WeightsError
 from lnlbench.fingerprint import dataset_fingerprint
 from lnlbench.log import get_logger
+from lnlbench.memory import RunPeakMemory
 from lnlbench.methods import MethodOutput
 from lnlbench.models import create_backbone
 from lnlbench.noise import NoisyLabels, cached_noisy_labels
@@ -146,17 +147,6 @@ def environment(method: str | None = None) -> dict[str, Any]:
     return env
 
 
-def _peak_mem_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    try:
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-    except (ImportError, OSError):
-        return float("nan")
-
-
 def _fmt_rate(rate: float | None) -> str:
     return "unknown" if rate is None else f"{rate:.3f}"
 
@@ -212,8 +202,7 @@ def execute_run(
         "config": config.identity(),
         "env": environment(config.method),
     }
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
+    memory = RunPeakMemory(dev).start()  # this run's own peak, not the process's so far
     threads = torch.get_num_threads()
     record["numerics"] = {"device_type": dev.type, "cpu_threads": threads}
     probe = ContentionProbe(threads=threads, on_gpu=dev.type == "cuda")
@@ -240,7 +229,7 @@ def execute_run(
                 "device": engine.device_name(dev),
                 "device_count": 1,
                 "gpu_hours": wall / 3600 if dev.type == "cuda" else 0.0,
-                "peak_mem_mb": _peak_mem_mb(dev),
+                "peak_mem_mb": memory.peak_mb(),
                 "threads": threads,
                 "contended": contention["contended"],
                 "contention": contention,
