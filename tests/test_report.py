@@ -405,3 +405,26 @@ def test_bad_arguments_are_config_errors(frozen, tmp_path):
         build_report([frozen], tmp_path, requested_seeds=0)
     with pytest.raises(ConfigError, match="does not exist"):
         build_report([tmp_path / "nowhere"], tmp_path)
+
+
+# fft: 60% at sym 20%, 50% at sym 50% (mean 55%), 100 s per run. lp ranks the other way round in both cases, so both
+# have average rank 1.5; the name order (fft before lp) is what the tie-break must override.
+LP_TIES = {
+    "by-mean-accuracy": {"sym 0.2": 0.55, "sym 0.5": 0.56, "wall": 100.0},  # mean 55.5% > 55%, same cost
+    "by-cost": {"sym 0.2": 0.50, "sym 0.5": 0.60, "wall": 10.0},  # mean 55% as fft's, a tenth of the cost
+}
+
+
+@pytest.mark.parametrize("lp", list(LP_TIES.values()), ids=list(LP_TIES))
+def test_leaderboard_breaks_equal_average_ranks_by_mean_accuracy_then_cost(tmp_path, lp):
+    root = tmp_path / "runs"
+    write_run(root, make_record("fft", "sym", 0.2, 0, 0.60, wall=100.0))
+    write_run(root, make_record("fft", "sym", 0.5, 0, 0.50, wall=100.0))
+    write_run(root, make_record("lp", "sym", 0.2, 0, lp["sym 0.2"], wall=lp["wall"]))
+    write_run(root, make_record("lp", "sym", 0.5, 0, lp["sym 0.5"], wall=lp["wall"]))
+    build_report([root], tmp_path / "out", make_plots=False)
+    overall = pd.read_csv(tmp_path / "out" / "leaderboard.csv").query("scope == 'overall'").sort_values("position")
+    assert overall["avg_rank"].nunique() == 1
+    assert list(overall["row"]) == ["lp", "fft"]
+    rule = "ties broken by higher mean accuracy, then lower wall-clock per run"
+    assert rule in (tmp_path / "out" / "leaderboard.md").read_text()

@@ -13,6 +13,11 @@ from lnlbench.report.aggregate import summarize_hparams
 from lnlbench.report.tables import DASH, Cell, Table, accuracy_cell
 
 HASH_CHARS = 12
+# The overall order, key by key: more settings covered, lower average rank, then (ties) higher mean accuracy, lower
+# mean wall-clock, and the row name last so that the order never depends on the order records were read in.
+OVERALL_ORDER = {"settings": False, "avg_rank": True, "acc_mean": False, "wall_clock_s_mean": True, "row": True}
+ORDER_RULE = ("Order: more settings covered first, then lower average rank; ties broken by higher mean accuracy, "
+              "then lower wall-clock per run, then name.")
 
 
 def _devices(devices: list[str]) -> str:
@@ -44,7 +49,7 @@ def rank_settings(t: pd.DataFrame) -> pd.DataFrame:
             "labels_sha256": [" ".join(s[:HASH_CHARS] for s in v) for v in t["labels_sha256"]],
         }
     )
-    return out.sort_values(["setting_order", "rank", "row"], kind="stable").reset_index(drop=True)
+    return out.sort_values(["setting_order", "rank", "wall_clock_s_mean", "row"], kind="stable").reset_index(drop=True)
 
 
 def rank_overall(per_setting: pd.DataFrame) -> pd.DataFrame:
@@ -67,7 +72,7 @@ def rank_overall(per_setting: pd.DataFrame) -> pd.DataFrame:
     out["hparams_hash"] = g["hparams_hash"].agg(lambda s: " ".join(sorted(set(s)))).values
     out["labels_sha256"] = g["labels_sha256"].agg(lambda s: " ".join(sorted(set(" ".join(s).split())))).values
     out["scope"] = "overall"
-    out = out.sort_values(["settings", "avg_rank", "row"], ascending=[False, True, True], kind="stable")
+    out = out.sort_values(list(OVERALL_ORDER), ascending=list(OVERALL_ORDER.values()), kind="stable")
     out.insert(0, "position", range(1, len(out) + 1))
     return out.reset_index(drop=True)
 
@@ -77,6 +82,7 @@ def _num(x: float, fmt: str) -> Cell:
 
 
 def overall_table(overall: pd.DataFrame, n_settings: int, accuracy_label: str) -> Table:
+    """The overall leaderboard of one (dataset, backbone), with the order rule under it."""
     dataset, backbone = overall["dataset"].iloc[0], overall["backbone"].iloc[0]
     rows = [
         [
@@ -97,10 +103,11 @@ def overall_table(overall: pd.DataFrame, n_settings: int, accuracy_label: str) -
     return Table(
         title=f"{dataset} · {backbone}: leaderboard",
         caption=(
-            f"{dataset} · {backbone}: rows ranked by average rank over the settings they cover (more settings first); "
-            f"accuracy is the mean {accuracy_label} (%) over those settings; cost is mean wall-clock seconds per run; "
+            f"{dataset} · {backbone}: average rank over the settings a row covers (1 = most accurate in a setting); "
+            f"mean acc is the mean {accuracy_label} (%) over those settings; cost is mean wall-clock seconds per run; "
             "hashes identify the hyperparameters and the noisy labels."
         ),
+        notes=[ORDER_RULE],
         columns=["#", "method", "avg rank", "settings", "mean acc", "runs", "wall-clock s/run", "device", "lnlbench",
                  "hparams hash", "noisy labels sha256"],
         rows=rows,
@@ -130,7 +137,8 @@ def setting_table(per: pd.DataFrame, requested: int) -> Table:
     ]
     return Table(
         title=f"{dataset} · {backbone}: ranking per setting",
-        caption=f"{dataset} · {backbone}: rows ranked within each setting (ties share the average rank).",
+        caption=(f"{dataset} · {backbone}: rows ranked within each setting by accuracy as shown (ties share the "
+                 "average rank and are listed cheapest first)."),
         columns=["setting", "rank", "method", "accuracy", "runs", "wall-clock s/run", "device", "lnlbench",
                  "hparams", "hparams hash", "noisy labels sha256"],
         rows=rows,
