@@ -428,3 +428,15 @@ def test_leaderboard_breaks_equal_average_ranks_by_mean_accuracy_then_cost(tmp_p
     assert list(overall["row"]) == ["lp", "fft"]
     rule = "ties broken by higher mean accuracy, then lower wall-clock per run"
     assert rule in (tmp_path / "out" / "leaderboard.md").read_text()
+
+
+def test_captions_are_grammatical_for_single_runs(tmp_path):
+    root = tmp_path / "runs"
+    write_run(root, make_record("lp", "sym", 0.2, 0, 0.90))
+    write_run(root, make_record("fft", "sym", 0.2, 0, 0.80))
+    build_report([root], tmp_path / "out", make_plots=False)
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "one run per cell" in md
+    assert not re.search(r"\b1 runs\b", md), "a count of one takes the singular"
+    build_report([root], tmp_path / "out2", requested_seeds=1, make_plots=False)
+    assert not re.search(r"\b1 runs\b", (tmp_path / "out2" / "report.md").read_text())

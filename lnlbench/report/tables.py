@@ -46,13 +46,18 @@ def accuracy_cell(mean: float, std: float, n: int, requested: int) -> str:
     return text
 
 
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """'1 run', '3 runs' (`words` for irregular plurals)."""
+    return f"{n} {word if n == 1 else (words or word + 's')}"
+
+
 def accuracy_caption(dataset: str, backbone: str, accuracy: str, requested: int, requested_given: bool) -> str:
+    """The accuracy table's caption; the (n=k) clause only where a cell can hold fewer runs than requested."""
     why = "requested with --seeds" if requested_given else "the most runs of any cell here"
-    return (
-        f"{dataset} · {backbone}: {ACCURACY_LABELS[accuracy]} (%), mean ± sample standard deviation (ddof=1) over "
-        f"runs that differ only in seed; best per column in bold; (n=k) marks cells with fewer than {requested} runs "
-        f"({why})."
-    )
+    spread = ("mean ± sample standard deviation (ddof=1) over runs that differ only in seed" if requested > 1 or
+              requested_given else "one run per cell (no spread over seeds)")
+    short = f"; (n=k) marks cells with fewer than {plural(requested, 'run')} ({why})" if requested > 1 else ""
+    return f"{dataset} · {backbone}: {ACCURACY_LABELS[accuracy]} (%), {spread}; best per column in bold{short}."
 
 
 def best_flags(groups: pd.DataFrame) -> pd.Series:
