@@ -52,21 +52,23 @@ def resolve_config(
     `data_fingerprint`, when given, is the fingerprint of this dataset computed already (a sweep computes it once
     per dataset entry instead of walking the data root for every run).
     """
-    import timm
-
     from lnlbench.data.base import load_dataset
     from lnlbench.fingerprint import dataset_fingerprint
     from lnlbench.hashing import file_sha256
-    from lnlbench.models import weights_sha256
     from lnlbench.noise import read_asym_map
     from lnlbench.plugin_manager import dataset_registry, method_registry, noise_registry
 
+    # the cheap checks first: a wrong dataset or noise name is reported before torch and timm are imported
     reader = dataset_registry().get(dataset)
     noise_registry().get(noise)
-    method_cls = method_registry().get(method)
     rate = check_rate(rate)
     if reader.needs_data_root and not data_root:
         raise ConfigError(f"dataset {dataset!r} needs --data-root DIR (the directory that holds its files)")
+    method_cls = method_registry().get(method)
+    import timm
+
+    from lnlbench.models import weights_sha256
+
     if not timm.is_model(backbone):
         raise ConfigError(
             f"unknown backbone {backbone!r}; list the timm architectures with `lnlbench backbones '*resnet*'`"

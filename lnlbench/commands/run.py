@@ -30,7 +30,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from lnlbench.execution import execute
     from lnlbench.resolve import resolve_config
 
     config = resolve_config(
@@ -56,6 +55,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         from lnlbench.data.base import load_dataset
 
         load_dataset(args.dataset, args.data_root, download=True, **config.dataset_options)
+    from lnlbench.execution import execute  # after resolving: a configuration error needs no torch
+
     # The same path as every launcher: the run's lock (a second `lnlbench run` of this config waits for the first
     # and then finds it done), its log.txt, and a failed record for any error after the start.
     record = execute(

@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import inspect
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from lnlbench.errors import ConfigError
 from lnlbench.registry import Registry
+
+if TYPE_CHECKING:  # torch is imported where tensors are made, so listing readers stays light
+    import torch
 
 
 @dataclass
@@ -26,6 +28,8 @@ class Split:
 
     @property
     def in_memory(self) -> bool:
+        import torch
+
         return isinstance(self.images, torch.Tensor)
 
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from lnlbench import progress
 
@@ -283,6 +282,8 @@ def download_and_extract(url: str, md5: str, root: Path, what: str) -> None:
 
 
 def _to_split(parts: list[tuple[np.ndarray, dict[str, np.ndarray]]], key: str) -> Split:
+    import torch
+
     data = np.concatenate([d for d, _ in parts]) if len(parts) > 1 else parts[0][0]
     labels = np.concatenate([lab[key] for _, lab in parts])
     images = torch.from_numpy(np.ascontiguousarray(data).reshape(-1, *IMAGE_SHAPE))

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from lnlbench.data.annotations import (
     BAD_LINE,
@@ -41,10 +40,8 @@ from lnlbench.data.annotations import (
     select,
 )
 from lnlbench.data.base import Dataset, register_dataset
-from lnlbench.data.loading import check_reader_options, lazy_split, open_cache
 from lnlbench.data.manifest import DatasetIndex, Manifest, RequiredFile, register_manifest
 from lnlbench.errors import DataError
-from lnlbench.sampling import balanced_epoch_indices  # noqa: F401  (the draw `samples_per_epoch` asks for)
 
 NAME = "clothing1m"
 NUM_CLASSES = 14
@@ -178,9 +175,13 @@ def load_clothing1m(
     verify: "exists" checks that every listed image file exists, "decode" also decodes each uncached one, "none"
     trusts the lists. tolerate_bad: skip bad samples (missing, undecodable, bad lines) with one counted warning
     instead of raising an error that names the file and line.
-    samples_per_epoch: train each epoch on a fresh class-balanced draw of this many images (`balanced_epoch_indices`)
+    samples_per_epoch: train each epoch on a fresh class-balanced draw of this many images (`lnlbench.sampling.balanced_epoch_indices`)
     instead of a full pass; DivideMix's protocol is 1000 batches of 32 = 32,000 (`Train_clothing1M.py`).
     """
+    import torch
+
+    from lnlbench.data.loading import check_reader_options, lazy_split, open_cache  # torch-backed image access
+
     check_reader_options(NAME, image_size, verify)
     check_positive(NAME, "samples_per_epoch", samples_per_epoch)
     check_positive(NAME, "max_per_class", max_per_class)

@@ -7,11 +7,14 @@ Handwritten Digits" test set): 8x8 gray images with values 0..16, ten classes of
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from lnlbench.data.base import Dataset, Split, register_dataset
+
+if TYPE_CHECKING:
+    import torch
 
 TEST_PER_CLASS = 50  # 10 x 50 = 500 test images, leaving 1,297 for training
 SPLIT_SEED = 0  # fixed: the split is part of the benchmark's definition, not of a run
@@ -31,6 +34,8 @@ def stratified_split(targets: np.ndarray, test_per_class: int, seed: int) -> tup
 
 def to_rgb_uint8(gray: np.ndarray) -> torch.Tensor:
     """N x H x W gray values 0..16 -> N x 3 x H x W uint8 in 0..255 (v * 255 // 16, channel replicated)."""
+    import torch
+
     scaled = (gray.astype(np.int64) * 255 // MAX_VALUE).astype(np.uint8)
     return torch.from_numpy(scaled).unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
 
@@ -49,6 +54,8 @@ def load_digits(data_root: Path | None = None, download: bool = False) -> Datase
     images = to_rgb_uint8(np.asarray(bunch.images))
     targets = np.asarray(bunch.target, dtype=np.int64)
     train_idx, test_idx = stratified_split(targets, TEST_PER_CLASS, SPLIT_SEED)
+    import torch
+
     labels = torch.from_numpy(targets)
     train_idx, test_idx = torch.from_numpy(train_idx), torch.from_numpy(test_idx)
     return Dataset(

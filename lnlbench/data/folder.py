@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from lnlbench.data.base import Dataset, Split, register_dataset
@@ -135,6 +134,8 @@ def load_split(
         label_array = label_array[:0]
     elif skipped:
         images, label_array = images[good], label_array[good]
+    import torch
+
     return LoadedSplit(Split(images=torch.from_numpy(images), labels=torch.from_numpy(label_array)), skipped)
 
 

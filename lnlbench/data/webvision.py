@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from lnlbench.data.annotations import (
     CLASS_LIST,
@@ -45,7 +44,6 @@ from lnlbench.data.annotations import (
     select,
 )
 from lnlbench.data.base import Dataset, Split, register_dataset
-from lnlbench.data.loading import ImageFiles, check_reader_options, lazy_split, open_cache
 from lnlbench.data.manifest import DatasetIndex, Manifest, RequiredFile, register_manifest
 from lnlbench.data.synsets import (
     NUM_IMAGENET_CLASSES,
@@ -278,6 +276,8 @@ def _root(dataset: str, data_root: Path | str | None, download: bool, source: st
 
 
 def _check_common(dataset: str, image_size: object, verify: object, max_per_class: object, limit: object) -> None:
+    from lnlbench.data.loading import check_reader_options
+
     check_reader_options(dataset, image_size, verify)
     check_positive(dataset, "max_per_class", max_per_class)
     check_positive(dataset, "limit", limit)
@@ -287,6 +287,8 @@ def _ilsvrc_split(
     root: Path, classes: int, image_size: int, max_per_class: int | None, limit: int | None,
     tolerate_bad: bool, verify: str, cache_dir: str | None, use_cache: bool,
 ) -> tuple[Split, SplitIndex, DatasetIndex, IssueLog]:
+    from lnlbench.data.loading import lazy_split, open_cache  # torch-backed image access
+
     log = IssueLog(ILSVRC, tolerate=bool(tolerate_bad))
     index = scan_ilsvrc12_val(root, {"classes": classes}, log)
     cache = open_cache(root, image_size, cache_dir, use_cache)
@@ -320,6 +322,10 @@ def load_webvision(
     classes = check_classes(NAME, classes)
     _check_common(NAME, image_size, verify, max_per_class, limit)
     root = _root(NAME, data_root, download, SOURCE)
+    import torch
+
+    from lnlbench.data.loading import lazy_split, open_cache  # torch-backed image access
+
     log = IssueLog(NAME, tolerate=bool(tolerate_bad))
     index = scan_webvision(root, {"classes": classes}, log)
     cache = open_cache(root, image_size, cache_dir, use_cache)
@@ -381,6 +387,10 @@ def load_ilsvrc12_val(
     root = _root(ILSVRC, data_root, download, ILSVRC_SOURCE)
     test, kept, index, log = _ilsvrc_split(root, classes, image_size, max_per_class, limit, tolerate_bad, verify, cache_dir, use_cache)
     log.warn_skipped()
+    import torch
+
+    from lnlbench.data.loading import ImageFiles
+
     empty = Split(images=ImageFiles(root, [], image_size), labels=torch.zeros(0, dtype=torch.long))
     return Dataset(
         name=ILSVRC,
