@@ -13,11 +13,12 @@ import sys
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from lnlbench import status
+from lnlbench import status, verified
 from lnlbench.log import ensure_configured, get_logger
 from lnlbench.config import SCHEMA, RunConfig, RunDir, write_json_atomic
 
@@ -44,9 +45,11 @@ def claim(run_dir: Path, launcher: str, wait: bool = False) -> Iterator[bool]:
             fcntl.flock(fd, fcntl.LOCK_EX)
         marker_path = run_dir / status.MARKER
         stat = status.proc_stat(os.getpid())
+        attempt = uuid.uuid4().hex  # this attempt's token: a later attempt writes its own into running.json
         write_json_atomic(
             marker_path,
             {
+                "attempt": attempt,
                 "pid": os.getpid(),
                 "pid_start": stat[1] if stat else None,
                 "host": socket.gethostname(),
@@ -66,12 +69,38 @@ def claim(run_dir: Path, launcher: str, wait: bool = False) -> Iterator[bool]:
         beat = threading.Thread(target=heartbeat, name="lnlbench-heartbeat", daemon=True)
         beat.start()
         try:
-            yield True
+            with verified.write_guard(lambda _path: still_ours(run_dir, attempt)):
+                yield True
         finally:
             stop.set()
-            marker_path.unlink(missing_ok=True)
+            if (status.read_json(marker_path) or {}).get("attempt") == attempt:
+                marker_path.unlink(missing_ok=True)  # a later attempt's marker is that attempt's to remove
     finally:
         os.close(fd)
+
+
+class AttemptSuperseded(BaseException):
+    """A later attempt of the run took it over (its token is in running.json): this one must write nothing more."""
+
+
+def still_ours(run_dir: Path, attempt: str) -> None:
+    """Raise AttemptSuperseded unless `running.json` still names this attempt (checked before every checkpoint).
+
+    The lock keeps two attempts apart where the file system shares locks; where it does not (two nodes, a file system
+    mounted without shared locks, a job SLURM requeued elsewhere before the old step was gone), this token does.
+    """
+    marker = status.read_json(run_dir / status.MARKER)
+    if marker is not None and marker.get("attempt") == attempt:
+        return
+    if marker is None:
+        who = "a later attempt (since ended: running.json is gone)"
+    else:
+        job = marker.get("slurm_job_id")
+        who = f"a later attempt on {marker.get('host')}:{marker.get('pid')}" + (f" (slurm job {job})" if job else "")
+    msg = (f"run {run_dir.name}: {who} took over this run; this attempt stops and writes no further checkpoint or "
+           "record, so the two cannot race")
+    print(f"lnlbench: {msg}", file=sys.stderr, flush=True)
+    raise AttemptSuperseded(msg)
 
 
 def lock_is_free(run_dir: Path) -> bool:
@@ -178,8 +207,11 @@ def execute(
         with (tee_output(rd.log) if tee_log else contextlib.nullcontext()):
             if banner:
                 LOG.info(banner)
-            return _execute_claimed(config, rd, cache_dir, device, threads, keep_checkpoints, expected_code_sha256,
-                                    verbose)
+            try:
+                return _execute_claimed(config, rd, cache_dir, device, threads, keep_checkpoints,
+                                        expected_code_sha256, verbose)
+            except AttemptSuperseded as exc:
+                return {"run_id": config.run_id, "status": "skipped", "error": str(exc)}
 
 
 def _execute_claimed(

@@ -18,7 +18,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,20 @@ from lnlbench.atomic import atomic_write
 MANIFEST_SUFFIX = ".sha256.json"
 PREVIOUS_SUFFIX = ".prev"
 CORRUPT_SUFFIX = ".corrupt"
+
+
+# Called with the path before every verified write; it raises to stop a write (an attempt another one superseded).
+_WRITE_GUARD: ContextVar[Callable[[Path], None] | None] = ContextVar("lnlbench_write_guard", default=None)
+
+
+@contextlib.contextmanager
+def write_guard(check: Callable[[Path], None]) -> Iterator[None]:
+    """Call `check(path)` before every `write_verified` in this context (this thread); it may raise to refuse."""
+    token = _WRITE_GUARD.set(check)
+    try:
+        yield
+    finally:
+        _WRITE_GUARD.reset(token)
 
 
 class CorruptFileError(ValueError):
@@ -58,6 +73,9 @@ def write_verified(path: Path, data: bytes, meta: dict[str, Any] | None = None) 
     """Write `data` to `path` atomically with its SHA-256, keeping the version it replaces as `path.prev` until the
     new one is on disk and has read back with the right hash."""
     path = Path(path)
+    guard = _WRITE_GUARD.get()
+    if guard is not None:
+        guard(path)
     digest = sha256_bytes(data)
     manifest = read_manifest(path) or {}
     previous = None

@@ -28,7 +28,7 @@ from lnlbench import status, verified
 from lnlbench.execution import execute
 from lnlbench.noise.cache import NoiseCacheWarning
 from lnlbench.harness import execute_run, resolve_config
-from lnlbench.config import RunConfig
+from lnlbench.config import RunConfig, write_json_atomic
 
 TINY = dict(dataset="digits", noise="sym", rate=0.4, backbone="test_efficientnet", weights="random", image_size=8)
 FULL = os.environ.get("LNLBENCH_FAULTS") == "full"
@@ -207,6 +207,38 @@ def test_a_damaged_record_counts_as_not_done_and_a_rerun_rewrites_it(fft3, refer
     assert json.loads(result.read_text())["status"] == "done"
     identical = comparable(rec) == comparable(reference)
     count(True, identical)
+    assert identical
+
+
+# --------------------------------------------------------------------------- a stale attempt (issue 13, finding 7) ---
+def test_an_attempt_another_one_took_over_writes_no_further_checkpoint_or_record(fft3, reference, tmp_path,
+                                                                                  monkeypatch):
+    # Two attempts the lock cannot keep apart (two nodes without shared locks, a requeue that started elsewhere while
+    # the old step still trained): once the later one has claimed the run, the older one must write nothing more.
+    from lnlbench import engine
+
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    run_dir = out / fft3.run_id
+    later = {"attempt": "later", "pid": 1, "host": "node-b", "slurm_job_id": "77_0"}
+    real = engine.atomic_torch_save
+
+    def save_then_lose_the_run(obj, path):
+        real(obj, path)
+        if Path(path).parent.name == "checkpoints" and obj.get("epoch") == 0:
+            write_json_atomic(run_dir / status.MARKER, later)  # the later attempt claims the run
+
+    monkeypatch.setattr(engine, "atomic_torch_save", save_then_lose_the_run)
+    rec = execute(fft3, out, cache_dir=cache, device="cpu", verbose=False)
+    monkeypatch.undo()
+    assert rec["status"] == "skipped" and "node-b:1 (slurm job 77_0) took over" in rec["error"], rec
+    assert verified.read_manifest(run_dir / "checkpoints" / "finetune.pt")["current"]["epoch"] == 0
+    assert not (run_dir / "result.json").exists()
+    assert json.loads((run_dir / status.MARKER).read_text()) == later  # the later attempt's marker is left alone
+    assert "took over this run; this attempt stops" in (run_dir / "log.txt").read_text()
+    (run_dir / status.MARKER).unlink()  # the later attempt ended without finishing: a rerun resumes from epoch 2
+    again = execute(fft3, out, cache_dir=cache, device="cpu", verbose=False)
+    identical = again["status"] == "done" and comparable(again) == comparable(reference)
+    count(again["status"] == "done", identical)
     assert identical
 
 

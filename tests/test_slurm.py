@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from lnlbench import verified
 from lnlbench.cli import main
 from lnlbench.launch import LauncherSettings, RunJob, SlurmLauncher
 from lnlbench.launch.slurm import SubmissionError
@@ -311,3 +312,40 @@ def test_an_array_cancelled_before_it_started_says_so_in_status(slurm_cluster, t
         assert re.search(rf"pending\s+{c.run_id}.*cancelled on SLURM before it started \(slurm job {array}_{i}\)",
                          text), text
     assert "2 runs: 0 done, 0 running, 0 failed, 2 pending" in text
+
+
+# ------------------------------------------------------ issue 13, finding 7: an attempt SLURM ended stops at once ---
+@pytest.mark.parametrize("command", [["scancel", "--signal=KILL"], ["scontrol", "requeue"]],
+                         ids=["scancel-KILL", "scontrol-requeue"])
+def test_an_attempt_slurm_ended_stops_at_once_and_writes_no_further_checkpoint(slurm_cluster, tmp_path, cache_dir,
+                                                                                command):
+    # submitit ignores SIGTERM, so before this the step trained on (and checkpointed, even wrote a record) until
+    # SLURM's SIGKILL came KillWait (30 s) later, racing a requeued attempt's start
+    launcher, run = long_run(tmp_path, cache_dir)
+    launched = launcher.launch([run])
+    job = str(launched.jobs[0].job_id)
+    checkpoint = run.run_dir.checkpoints / "finetune.pt"
+    wait_for(checkpoint.exists, "the first checkpoint")
+    pid = json.loads((run.run_dir.path / "running.json").read_text())["pid"]
+    subprocess.run([*command, job], check=True, timeout=30)
+    try:
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), "the first attempt's process to end")
+        log = run.run_dir.log.read_text()
+        stop = re.search(rf"SLURM job {job} is (\w+) \(cancelled, requeued or out of time\); this attempt stops now "
+                         r"and writes no further checkpoint or record; the next attempt resumes from checkpoint "
+                         r"finetune \((\d+) epochs? done\)", log)
+        assert stop, log
+        assert stop.group(1) != "RUNNING"
+        kept = int(stop.group(2))
+        assert "finetune epoch" not in log[stop.end():].split("starting on")[0], log  # no training after the stop
+        if command[0] == "scancel":
+            assert verified.read_manifest(checkpoint)["current"]["epoch"] == kept - 1  # nothing written after
+            launcher.wait(launched)
+            error = json.loads(run.run_dir.result.read_text())["error"]
+            assert f"SLURM job {job} ended CANCELLED without a record" in error, error
+        else:  # the requeued attempt resumes right after the last epoch the stopped one kept
+            wait_for(lambda: "restart 1" in run.run_dir.log.read_text(), "the requeued attempt")
+            wait_for(lambda: re.search(r"finetune: resuming at epoch \d+", run.run_dir.log.read_text()), "its resume")
+            assert re.findall(r"finetune: resuming at epoch (\d+)", run.run_dir.log.read_text()) == [str(kept + 1)]
+    finally:
+        subprocess.run(["scancel", job], timeout=30)

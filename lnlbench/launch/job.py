@@ -6,7 +6,9 @@ the run directory, so a job requeued after a time-out or pre-emption, or started
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import sys
 import time
@@ -16,9 +18,11 @@ from typing import Any
 
 import submitit
 
+from lnlbench import status
 from lnlbench.errors import ConfigError
 from lnlbench.execution import execute, lock_is_free, slurm_job_id, write_failure
 from lnlbench.config import RunConfig, RunDir
+from lnlbench.launch.attempt import AttemptEnded, stop_when_slurm_ends_job
 
 
 class RunJob(submitit.helpers.Checkpointable):
@@ -61,7 +65,13 @@ class RunJob(submitit.helpers.Checkpointable):
     def __call__(self) -> dict[str, Any]:
         rd = self.run_dir
         rd.path.mkdir(parents=True, exist_ok=True)
-        return summary(self._execute(rd))
+        try:
+            with stop_when_slurm_ends_job(self.run_id, lambda: resumes_from(rd)) if self.launcher == "slurm" \
+                    else contextlib.nullcontext():
+                return summary(self._execute(rd))
+        except AttemptEnded:
+            # SLURM ended the job: leave no result for submitit to find (a requeued attempt writes the real one)
+            raise SystemExit(128 + signal.SIGTERM) from None
 
     def _execute(self, rd: RunDir) -> dict[str, Any]:
         restart = os.environ.get("SLURM_RESTART_COUNT")
@@ -115,6 +125,12 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
         "test_acc": (record.get("metrics") or {}).get("test_acc"),
         "error": record.get("error"),
     }
+
+
+def resumes_from(rd: RunDir) -> str:
+    """What a new attempt of the run resumes from: `checkpoint finetune (3 epochs done)`, or the start."""
+    ck = status.checkpoint_epochs(rd.path)
+    return f"checkpoint {ck}" if ck else "the start (no checkpoint yet)"
 
 
 def record_if_silent(run: RunJob, error: str) -> bool:
