@@ -6,6 +6,7 @@ changed since the sweep started, run, and make sure the run never ends without a
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import socket
@@ -119,19 +120,29 @@ def lock_is_free(run_dir: Path) -> bool:
 
 
 class _Tee:
-    """A text stream writing to two streams (the process's own and the run's log.txt)."""
+    """A text stream writing to two streams (the process's own and the run's log.txt); when the log cannot be written
+    (a full disk) the output goes on to the process's own stream alone."""
 
     def __init__(self, a: TextIO, b: TextIO) -> None:
         self.a, self.b = a, b
+        self.b_failed = False
 
     def write(self, s: str) -> int:
         self.a.write(s)
-        self.b.write(s)
+        self._to_b(lambda: self.b.write(s))
         return len(s)
 
     def flush(self) -> None:
         self.a.flush()
-        self.b.flush()
+        self._to_b(self.b.flush)
+
+    def _to_b(self, act: Any) -> None:
+        if self.b_failed:
+            return
+        try:
+            act()
+        except OSError:
+            self.b_failed = True
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.a, name)
@@ -140,13 +151,15 @@ class _Tee:
 @contextlib.contextmanager
 def tee_output(log: Path) -> Iterator[None]:
     """Copy sys.stdout and sys.stderr into `log` (appended: every attempt of a run is in one file)."""
-    with open(log, "a", buffering=1) as f:
-        old = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = _Tee(old[0], f), _Tee(old[1], f)
-        try:
-            yield
-        finally:
-            sys.stdout, sys.stderr = old
+    f = open(log, "a", buffering=1)
+    old = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Tee(old[0], f), _Tee(old[1], f)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = old
+        with contextlib.suppress(OSError):  # the last lines may not fit on a full disk
+            f.close()
 
 
 def write_failure(out: Path | str, config: dict[str, Any], error: str, tb: str | None = None) -> dict[str, Any]:
@@ -198,6 +211,20 @@ def execute(
     """
     ensure_configured()  # worker processes (forkserver, SLURM) start with logging unconfigured
     rd = RunDir(out, config.run_id)
+    try:
+        return _execute(config, rd, launcher, tee_log, wait_for_lock, banner, cache_dir, device, threads,
+                        keep_checkpoints, expected_code_sha256, verbose)
+    except OSError as exc:  # the claim itself could not be written (running.json, log.txt): nothing ran
+        if not disk_full(exc):
+            raise
+        msg = disk_full_message(rd.path, exc)
+        print(f"lnlbench: run {config.run_id} failed: {msg}; no record could be written", file=sys.stderr,
+              flush=True)
+        return {"run_id": config.run_id, "status": "failed", "error": msg}
+
+
+def _execute(config: RunConfig, rd: RunDir, launcher: str, tee_log: bool, wait_for_lock: bool, banner: str | None,
+             *args: Any) -> dict[str, Any]:
     rd.path.mkdir(parents=True, exist_ok=True)
     with claim(rd.path, launcher, wait=wait_for_lock) as claimed:
         if not claimed:
@@ -208,8 +235,7 @@ def execute(
             if banner:
                 LOG.info(banner)
             try:
-                return _execute_claimed(config, rd, cache_dir, device, threads, keep_checkpoints,
-                                        expected_code_sha256, verbose)
+                return _execute_claimed(config, rd, *args)
             except AttemptSuperseded as exc:
                 return {"run_id": config.run_id, "status": "skipped", "error": str(exc)}
 
@@ -244,10 +270,37 @@ def _execute_claimed(
             config, rd.path.parent, cache_dir=Path(cache_dir) if cache_dir is not None else None, device=device,
             verbose=verbose, keep_checkpoints=keep_checkpoints,
         )
+        said = str(record.get("error") or "")
+        if record.get("status") == "failed" and any(f"[Errno {e}]" in said for e in DISK_FULL):
+            record = {**record, "error": disk_full_message(rd.path, said)}  # name the disk and the fix
+            LOG.error(f"lnlbench: run {config.run_id} failed: {record['error']}")
+            write_json_atomic(rd.result, record)
     except Exception as exc:  # a run never ends without a record: errors outside execute_run land here
-        record = write_failure(rd.path.parent, config.to_json(), f"{type(exc).__name__}: {exc}",
-                               traceback.format_exc())
+        error = disk_full_message(rd.path, exc) if disk_full(exc) else f"{type(exc).__name__}: {exc}"
+        try:
+            record = write_failure(rd.path.parent, config.to_json(), error, traceback.format_exc())
+        except OSError as again:
+            if not disk_full(again):
+                raise
+            LOG.error(f"lnlbench: run {config.run_id} failed: {error}; no record could be written (the disk is full), "
+                      "so it shows pending in `lnlbench status` until it runs again")
+            record = {"run_id": config.run_id, "status": "failed", "error": error}
     return record
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether an error is a full disk or an exceeded disk quota."""
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL
+
+
+def disk_full_message(run_dir: Path, error: object) -> str:
+    """The error of a run that filled its output disk: what happened, where, and the fix."""
+    return (f"the output disk is full ({error}): no space left on the file system holding {run_dir}; free space "
+            f"there (see `df -h {run_dir.parent}`) or launch into another --out, then run it again: it resumes from its "
+            "last checkpoint")
 
 
 def slurm_job_id() -> str | None:

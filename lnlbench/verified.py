@@ -89,7 +89,14 @@ def write_verified(path: Path, data: bytes, meta: dict[str, Any] | None = None) 
     entry = {"sha256": digest, "bytes": len(data), "written_at": time.time(), **(meta or {})}
     text = json.dumps({"current": entry, "previous": previous}, indent=1, sort_keys=True)
     atomic_write(manifest_path(path), lambda handle: handle.write(text.encode()))
-    atomic_write(path, lambda handle: handle.write(data))
+    try:
+        atomic_write(path, lambda handle: handle.write(data))
+    except OSError:  # a full disk, say: `path` is still the version before; the manifest says so again
+        if manifest:
+            before = json.dumps(manifest, indent=1, sort_keys=True)
+            with contextlib.suppress(OSError):
+                atomic_write(manifest_path(path), lambda handle: handle.write(before.encode()))
+        raise
     if sha256_bytes(path.read_bytes()) != digest:
         raise OSError(f"{path} did not read back with the SHA-256 just written; the disk may be failing "
                       f"(the previous version is kept as {previous_path(path)})")

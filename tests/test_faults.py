@@ -210,6 +210,68 @@ def test_a_damaged_record_counts_as_not_done_and_a_rerun_rewrites_it(fft3, refer
     assert identical
 
 
+# ------------------------------------------------------------------------------------------------- a full disk ---
+@contextlib.contextmanager
+def small_disk(path: Path, size_kb: int):
+    """A tmpfs of `size_kb` mounted at `path` (needs root, as CI has); skipped with the reason where it cannot be."""
+    path.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(path)], capture_output=True,
+                         text=True)
+    if res.returncode != 0:
+        reason = f"cannot mount a small tmpfs here ({res.stderr.strip()}); the full-disk case needs root, as in CI"
+        pytest.fail(reason) if FULL else pytest.skip(reason)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "--lazy", str(path)], check=True)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """Take all the free space of `disk` but `leave` bytes."""
+    stat = os.statvfs(disk)
+    filler = disk / "filler"
+    with open(filler, "wb") as f:
+        os.posix_fallocate(f.fileno(), 0, max(stat.f_bavail * stat.f_frsize - leave, 1))
+    return filler
+
+
+@pytest.mark.parametrize("room", ["for-the-record", "none"])
+def test_a_full_output_disk_fails_naming_it_and_a_rerun_after_freeing_space_is_identical(
+    fft3, reference, tmp_path, monkeypatch, room
+):
+    with small_disk(tmp_path / "disk", 64 * 1024) as disk:
+        out, cache = disk / "out", tmp_path / "cache"
+        run_dir = out / fft3.run_id
+        checkpoint = run_dir / "checkpoints" / "finetune.pt"
+        stop_after_epoch(monkeypatch, 0)  # epoch 1 checkpointed, then stopped as by a kill
+        with pytest.raises(KeyboardInterrupt):
+            execute(fft3, out, cache_dir=cache, device="cpu", verbose=False)
+        monkeypatch.undo()
+        # half a checkpoint of room: the epoch-2 checkpoint cannot be written, a record can; or no room at all
+        filler = fill(disk, checkpoint.stat().st_size // 2 if room == "for-the-record" else 0)
+        rec = execute(fft3, out, cache_dir=cache, device="cpu", verbose=False)
+        assert rec["status"] == "failed", rec
+        assert rec["error"].startswith("the output disk is full (") and "No space left on device" in rec["error"]
+        assert f"holding {run_dir}; free space there" in rec["error"] and "resumes from its last checkpoint" in rec[
+            "error"]
+        for p in run_dir.rglob("*"):  # no partial JSON, no temporary left behind
+            assert not p.name.endswith(".tmp"), p
+            if p.suffix == ".json":
+                json.loads(p.read_text())
+        assert verified.read_manifest(checkpoint)["current"]["epoch"] == 0
+        verified.load_torch(verified.read_verified(checkpoint))  # the checkpoint before is intact
+        state = status.run_state(run_dir)
+        if room == "for-the-record":
+            assert state.state == "failed" and state.detail.startswith("the output disk is full"), state
+        else:  # nothing could be written, not even running.json: the run was never claimed
+            assert state.state == "pending" and not (run_dir / "result.json").exists(), state
+        filler.unlink()  # space freed: run again
+        again = execute(fft3, out, cache_dir=cache, device="cpu", verbose=False)
+        identical = again["status"] == "done" and comparable(again) == comparable(reference)
+        count(again["status"] == "done", identical)
+        assert identical, again.get("error")
+
+
 # --------------------------------------------------------------------------- a stale attempt (issue 13, finding 7) ---
 def test_an_attempt_another_one_took_over_writes_no_further_checkpoint_or_record(fft3, reference, tmp_path,
                                                                                   monkeypatch):
