@@ -1,5 +1,9 @@
 """Reports over result records: paper-style tables, cost tables, leaderboards, plots and one static HTML page.
 
+The page (index.html, and report.md in the same order) opens with a computed reading and the accuracy-versus-cost
+plot of each (dataset, backbone), then the leaderboard, accuracy, cost and per-setting tables, then notes on how to
+read them, warnings and failed runs. See docs/report.md.
+
 Reads only `result.json` / `config.json` files (never the training code). Output layout under OUT:
 
     index.html                 everything on one page (plots inlined), sortable tables
@@ -8,6 +12,7 @@ Reads only `result.json` / `config.json` files (never the training code). Output
     tables/<dataset>__<backbone>-cost.{md,tex,csv}    cost beside it
     leaderboard.md, leaderboard.csv                   rankings per setting and overall
     plots/<dataset>__<backbone>-{acc-vs-time,acc-vs-rate,selection}.{png,svg}
+    plots/<dataset>__<backbone>-acc-vs-time-narrow.{png,svg}   the same, one panel across (the page on phones)
     accuracy.csv, cost.csv, runs.csv, failures.csv    all tables' rows, every run, the runs without a result
 """
 
@@ -22,8 +27,10 @@ import pandas as pd
 
 from lnlbench.errors import ConfigError
 from lnlbench.config import SCHEMA
-from lnlbench.report import aggregate, html, leaderboard, plots, tables
+from lnlbench.report import aggregate, html, leaderboard, plots, summary, tables
+from lnlbench.report.colors import row_styles
 from lnlbench.report.records import scan
+from lnlbench.report.tables import plural
 from lnlbench.report.reference import attach_reference, read_reference
 
 __all__ = ["ReportSummary", "build_report"]
@@ -102,7 +109,6 @@ def build_report(
     files: list[Path] = []
     acc_label = aggregate.ACCURACY_LABELS[accuracy].split(" (")[0]
     sections: list[html.Section] = []
-    md_sections: list[str] = []
     all_acc, all_cost, all_lb = [], [], []
     n_groups = 0
     t_plots = 0.0
@@ -146,59 +152,76 @@ def build_report(
             all_cost.append(tables.cost_csv(c))
             all_lb += [overall, per]
             figures: list[tuple[str, Path]] = []
+            lead: tuple[str, Path, Path] | None = None  # caption, PNG, the one-column PNG for narrow screens
             if make_plots:
                 tp = time.perf_counter()
-                colors = plots.colors_for(list(t["label"].unique()))
+                styles = row_styles(t)
                 stem = out / "plots" / name
                 title = f"{dataset} · {backbone}"
-                made = plots.accuracy_vs_cost(t, c, settings, title, stem.with_name(f"{name}-acc-vs-time"), colors,
+                made = plots.accuracy_vs_cost(t, c, settings, title, stem.with_name(f"{name}-acc-vs-time"), styles,
                                               acc_label)
-                figures.append((f"{title}: {acc_label} against wall-clock per run, Pareto front per device", made[0]))
-                files += made
-                made = plots.accuracy_vs_rate(t, title, stem.with_name(f"{name}-acc-vs-rate"), colors, acc_label)
+                narrow = plots.accuracy_vs_cost(t, c, settings, title, stem.with_name(f"{name}-acc-vs-time-narrow"),
+                                                styles, acc_label, max_cols=1)
+                lead = (f"{title}: {acc_label} against wall-clock per run, one panel per setting. Up and to the left "
+                        "is better; the Pareto front joins the rows that no other row on the same device beats in "
+                        "both accuracy and time" + (" (fronts never span devices: marker fill tells them apart)."
+                                                     if c["device"].nunique() > 1 else "."), made[0], narrow[0])
+                files += made + narrow
+                made = plots.accuracy_vs_rate(t, title, stem.with_name(f"{name}-acc-vs-rate"), styles, acc_label)
                 figures.append((f"{title}: {acc_label} against noise rate, per method (± std over seeds)", made[0]))
                 files += made
-                made = plots.selection_quality(t, settings, title, stem.with_name(f"{name}-selection"))
+                made = plots.selection_quality(t, settings, title, stem.with_name(f"{name}-selection"), styles)
                 if made:
-                    figures.append((f"{title}: precision and recall of the selected clean subsets", made[0]))
+                    figures.append((f"{title}: precision and recall of the selected clean subsets (one colour per "
+                                    "method, hatching per network)", made[0]))
                     files += made
                 t_plots += time.perf_counter() - tp
-            section = html.Section(f"{dataset} · {backbone}", [acc_table, cost_table, *lb_tables], figures)
+            section = html.Section(f"{dataset} · {backbone}", [lb_tables[0], acc_table, cost_table, lb_tables[1]],
+                                   figures, reading=summary.reading(t, c, overall, settings), lead=lead)
             sections.append(section)
-            md = [f"## {section.title}", ""] + [tables.to_markdown(tb) for tb in section.tables]
-            md += [f"![{cap}]({png.relative_to(out).as_posix()})\n" for cap, png in figures]
-            md_sections.append("\n".join(md))
     timings["plots"] = t_plots
     timings["tables"] = time.perf_counter() - t1 - t_plots
 
     t2 = time.perf_counter()
     n_failed = sum(p["kind"] == "failed" for p in found.problems)
     n_unfinished = sum(p["kind"] == "unfinished" for p in found.problems)
+    counts = (f"{plural(len(runs), 'finished run')} in {plural(n_groups, 'group')} (runs differing only in seed or "
+              f"noise seed); {n_failed} failed, {n_unfinished} unfinished, {plural(len(found.skipped), 'file')} "
+              "skipped" + (f"; {plural(len(warnings), 'warning')} below." if warnings else "."))
     summary_lines = [
-        f"{len(runs)} finished runs in {n_groups} groups (runs differing only in seed or noise seed); "
-        f"{n_failed} failed, {n_unfinished} unfinished, {len(found.skipped)} files skipped.",
         f"Accuracy shown: {aggregate.ACCURACY_LABELS[accuracy]}.",
         "Cells: mean ± sample standard deviation (ddof=1; none for a single run) over runs that differ only in "
         "training seed or noise seed (a fresh draw of noisy labels of the same model and rate; cells pooling several "
         "draws are named in the warnings). Runs that differ in anything else (hyperparameters, epochs, resolution, "
         "weights, lnlbench version) are never averaged together.",
+        "Colours: one per method in every plot and every report (variants of a method share its colour and differ "
+        "in marker, line style or hatching).",
     ]
     if all_acc:
         _write_csv(out / "accuracy.csv", pd.concat(all_acc, ignore_index=True), files)
         _write_csv(out / "cost.csv", pd.concat(all_cost, ignore_index=True), files)
-        lb = pd.concat(all_lb, ignore_index=True).drop(columns=["setting_order", "devices_list"], errors="ignore")
+        lb = pd.concat(all_lb, ignore_index=True).drop(columns=["setting_order", "devices_list", "hparams_full"],
+                                                        errors="ignore")
         _write_csv(out / "leaderboard.csv", lb, files)
         _write(out / "leaderboard.md", "# Leaderboards\n\n" + "\n".join(
-            tables.to_markdown(tb) for sec in sections for tb in sec.tables[2:]), files)
+            tables.to_markdown(tb) for sec in sections for tb in (sec.tables[0], sec.tables[3])), files)
         _write_csv(out / "runs.csv", runs.drop(columns=["variant"]), files)
     problem_rows = [[("" if p[c] is None else str(p[c])) for c in PROBLEM_COLUMNS] for p in found.problems]
     _write_csv(out / "failures.csv", pd.DataFrame(problem_rows, columns=PROBLEM_COLUMNS), files)
     skipped_rows = [[s["path"], s["reason"]] for s in found.skipped]
 
-    md = ["# lnlbench report", ""] + [f"- {line}" for line in summary_lines] + [""]
+    md = ["# lnlbench report", "", counts, ""]
+    for sec in sections:
+        md += [f"## {sec.title}", ""] + [f"- {line}" for line in sec.reading] + [""]
+        if sec.lead is not None:
+            md += [f"![accuracy against wall-clock, {sec.title}]({sec.lead[1].relative_to(out).as_posix()})", "",
+                   f"*{sec.lead[0]}*", ""]
+    for sec in sections:
+        md += [f"## Details: {sec.title}", ""] + [tables.to_markdown(tb) for tb in sec.tables]
+        md += [f"![{cap}]({png.relative_to(out).as_posix()})\n" for cap, png in sec.figures]
+    md += ["## How to read these numbers", ""] + [f"- {line}" for line in summary_lines] + [""]
     if warnings:
         md += [f"## Warnings ({len(warnings)})", ""] + [f"- {w}" for w in warnings] + [""]
-    md += md_sections
     md += [f"## Failed and unfinished runs ({len(problem_rows)})", ""]
     if problem_rows:
         md.append(_md_list_table(PROBLEM_COLUMNS, problem_rows))
@@ -209,6 +232,7 @@ def build_report(
     _write(out / "report.md", "\n".join(md).rstrip("\n") + "\n", files)
     index = html.write_html(
         out,
+        counts=counts,
         summary_lines=summary_lines,
         warnings=warnings,
         sections=sections,
@@ -257,8 +281,8 @@ def provenance_notes(runs: pd.DataFrame) -> tuple[list[str], list[str]]:
         cost_notes.append("every run here was contended: wall-clock figures are inflated by other work on the host")
     elif "unknown" in kinds and len(kinds) > 1:
         cost_notes.append(
-            f"{int((contended == 'unknown').sum())} run(s) do not record contention (older records): their "
-            "wall-clock may have been measured under load"
+            f"{_count_verb(int((contended == 'unknown').sum()), 'does', 'do')} not record contention (older records): "
+            "their wall-clock may have been measured under load"
         )
     if runs["device"].nunique() > 1:
         cost_notes.append(
@@ -276,11 +300,18 @@ def provenance_notes(runs: pd.DataFrame) -> tuple[list[str], list[str]]:
         )
     dirty = runs["git_dirty"].map(lambda v: v is True)
     if dirty.any():
-        acc_notes.append(f"{int(dirty.sum())} run(s) ran from a checkout with uncommitted changes (git dirty)")
+        acc_notes.append(f"{plural(int(dirty.sum()), 'run')} ran from a checkout with uncommitted changes (git dirty)")
     old = runs["schema"].map(lambda v: v is not None and v != SCHEMA)
     if old.any():
-        acc_notes.append(f"{int(old.sum())} run(s) are schema-old records (data identified by name only)")
+        n_old = int(old.sum())
+        acc_notes.append(f"{_count_verb(n_old, 'is a schema-old record', 'are schema-old records')} "
+                         "(data identified by name only)")
     return cost_notes, acc_notes
+
+
+def _count_verb(n: int, singular: str, plural_verb: str) -> str:
+    """'1 run does', '3 runs do'."""
+    return f"{plural(n, 'run')} {singular if n == 1 else plural_verb}"
 
 
 def _md_list_table(columns: list[str], rows: list[list[str]]) -> str:

@@ -144,6 +144,7 @@ def cost_by_device(runs: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
         peak_mem_mb_max=("peak_mem_mb", "max"),
         images_seen_mean=("images_seen", "mean"),
     )
+    cost["contended_runs"] = g["contended"].agg(lambda s: int(sum(v is True for v in s)))
     if phase_cols:
         cost = cost.join(g[phase_cols].mean())
     cost = cost.reset_index()
@@ -163,8 +164,8 @@ def fmt_pct(x: float) -> str:
     return "" if x is None or not np.isfinite(x) else f"{100 * x:.2f}"
 
 
-def summarize_hparams(hparams_json: str, limit: int = 120) -> str:
-    """'epochs=30, lr=0.1' from canonical JSON; cut with '…' past `limit` characters."""
+def summarize_hparams(hparams_json: str, limit: int | None = 120) -> str:
+    """'epochs=30, lr=0.1' from canonical JSON; cut with '…' past `limit` characters (None: never)."""
     d: dict[str, Any] = json.loads(hparams_json)
     text = ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in sorted(d.items()))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"

@@ -45,6 +45,7 @@ def rank_settings(t: pd.DataFrame) -> pd.DataFrame:
             "devices_list": t["devices"],
             "lnlbench": t["version"],
             "hparams": [summarize_hparams(h) for h in t["hparams_json"]],
+            "hparams_full": [summarize_hparams(h, limit=None) for h in t["hparams_json"]],
             "hparams_hash": t["hparams_hash"],
             "labels_sha256": [" ".join(s[:HASH_CHARS] for s in v) for v in t["labels_sha256"]],
         }
@@ -95,8 +96,8 @@ def overall_table(overall: pd.DataFrame, n_settings: int, accuracy_label: str) -
             _num(r.wall_clock_s_mean, ".1f"),
             Cell(r.device, r.device),
             Cell(r.lnlbench, r.lnlbench),
-            Cell(r.hparams_hash, r.hparams_hash),
-            Cell(r.labels_sha256, r.labels_sha256),
+            Cell(r.hparams_hash, r.hparams_hash, fold=r.hparams_hash),
+            Cell(r.labels_sha256, r.labels_sha256, fold=r.labels_sha256),
         ]
         for r in overall.itertuples()
     ]
@@ -129,7 +130,7 @@ def setting_table(per: pd.DataFrame, requested: int) -> Table:
             _num(r.wall_clock_s_mean, ".1f"),
             Cell(r.device, r.device),
             Cell(r.lnlbench, r.lnlbench),
-            Cell(r.hparams, r.hparams),
+            Cell(r.hparams, r.hparams, fold=r.hparams_full),
             Cell(r.hparams_hash, r.hparams_hash),
             Cell(r.labels_sha256, r.labels_sha256),
         ]

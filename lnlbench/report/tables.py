@@ -20,6 +20,7 @@ class Cell:
     text: str
     sort: float | str | None = None
     best: bool = False
+    fold: str | None = None  # the whole value where `text` only names it: HTML shows it on demand (<details>)
 
 
 @dataclass

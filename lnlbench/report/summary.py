@@ -1,0 +1,82 @@
+"""The short reading that opens a report: computed from one (dataset, backbone)'s groups and costs, never written by
+hand. It names the most accurate and the cheapest rows, the best row per setting, the rows on the accuracy-versus-cost
+front, and whether the seeds can tell the differences from noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lnlbench.report.plots import pareto_front
+from lnlbench.report.tables import plural
+
+__all__ = ["reading"]
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def _times(slow: float, fast: float) -> str:
+    ratio = slow / fast
+    return f"{ratio:.0f}×" if ratio >= 10 else f"{ratio:.1f}×"
+
+
+def front_rows(groups: pd.DataFrame, cost: pd.DataFrame) -> dict[str, set[str]]:
+    """Per setting, the row labels on the Pareto front of their device (lower wall-clock, higher accuracy)."""
+    acc = groups.set_index(["label", "setting"])["acc_mean"]
+    out: dict[str, set[str]] = {}
+    for (setting, _device), c in cost.groupby(["setting", "device"], sort=False):
+        x = c["wall_mean"].to_numpy(float)
+        y = np.array([acc[(lab, setting)] for lab in c["label"]], dtype=float)
+        ok = np.isfinite(x) & np.isfinite(y)
+        labels = np.asarray(c["label"])[ok]
+        out.setdefault(setting, set()).update(labels[pareto_front(x[ok], y[ok])])
+    return out
+
+
+def reading(groups: pd.DataFrame, cost: pd.DataFrame, overall: pd.DataFrame, settings: list[str]) -> list[str]:
+    """Three to five sentences on one (dataset, backbone): what won, at what cost, and how sure that is."""
+    n_runs = int(groups["n"].sum())
+    lines = [
+        f"{plural(n_runs, 'run')} of {plural(groups['method'].nunique(), 'method')} "
+        f"({plural(groups['label'].nunique(), 'row')}) in {plural(len(settings), 'setting')}."
+    ]
+    widest = overall[overall["settings"] == overall["settings"].max()]
+    scope = (f"over all {plural(len(settings), 'setting')}" if int(widest["settings"].iloc[0]) == len(settings)
+             else f"over the {plural(int(widest['settings'].iloc[0]), 'setting')} most rows cover")
+    top = widest.loc[widest["acc_mean"].idxmax()]
+    cheap = widest.loc[widest["wall_clock_s_mean"].idxmin()]
+    sentence = (f"Highest mean accuracy {scope}: {top['row']}, {_pct(top['acc_mean'])} at "
+                f"{top['wall_clock_s_mean']:.0f} s per run")
+    if cheap["row"] == top["row"]:
+        sentence += "; it is also the cheapest."
+    else:
+        ratio = _times(top["wall_clock_s_mean"], cheap["wall_clock_s_mean"])
+        sentence += (f"; the cheapest, {cheap['row']}, reaches {_pct(cheap['acc_mean'])} in "
+                     f"{cheap['wall_clock_s_mean']:.0f} s ({ratio} less time).")
+    lines.append(sentence)
+    best = []
+    for s in settings:
+        cell = groups[groups["setting"] == s]
+        b = cell.loc[cell["acc_mean"].idxmax()]
+        best.append(f"{s}: {b['label']}, {_pct(b['acc_mean'])}")
+    lines.append("Most accurate per setting: " + "; ".join(best) + ".")
+    fronts = front_rows(groups, cost)
+    ran_in = groups.groupby("label")["setting"].agg(set)
+    always = sorted(lab for lab, ss in ran_in.items() if all(lab in fronts.get(s, set()) for s in ss))
+    never = sorted(lab for lab, ss in ran_in.items() if not any(lab in fronts.get(s, set()) for s in ss))
+    front = "On the accuracy-versus-cost front in every setting they ran: " + (", ".join(always) or "no row")
+    lines.append(front + ("; never on it: " + ", ".join(never) if never else "") + ".")
+    stds = groups["acc_std"].dropna()
+    if stds.empty:
+        lines.append("Every cell holds one run: the spread over seeds is unknown, so small differences may be noise.")
+    else:
+        ranked = widest.sort_values("acc_mean", ascending=False)
+        gap = 100 * (ranked["acc_mean"].iloc[0] - ranked["acc_mean"].iloc[1]) if len(ranked) > 1 else float("nan")
+        median = 100 * float(stds.median())
+        verdict = "larger" if gap > median else "not larger"
+        lines.append(f"Median standard deviation over seeds: {median:.2f} points; the gap between the two most "
+                     f"accurate rows ({gap:.2f} points) is {verdict} than that." if np.isfinite(gap) else
+                     f"Median standard deviation over seeds: {median:.2f} points.")
+    return lines
