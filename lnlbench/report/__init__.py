@@ -217,8 +217,9 @@ def build_report(
             md += [f"![accuracy against wall-clock, {sec.title}]({sec.lead[1].relative_to(out).as_posix()})", "",
                    f"*{sec.lead[0]}*", ""]
     for sec in sections:
-        md += [f"## Details: {sec.title}", ""] + [tables.to_markdown(tb) for tb in sec.tables]
+        md += [f"## Details: {sec.title}", ""] + [tables.to_markdown(tb) for tb in sec.tables[:html.FIGURES_AFTER]]
         md += [f"![{cap}]({png.relative_to(out).as_posix()})\n" for cap, png in sec.figures]
+        md += [tables.to_markdown(tb) for tb in sec.tables[html.FIGURES_AFTER:]]
     md += ["## How to read these numbers", ""] + [f"- {line}" for line in summary_lines] + [""]
     if warnings:
         md += [f"## Warnings ({len(warnings)})", ""] + [f"- {w}" for w in warnings] + [""]

@@ -28,9 +28,9 @@ ul.reading{font-size:1rem;max-width:110ch;padding-left:1.2rem}ul.reading li{marg
 .warn li{color:#7a4b00}figure{margin:1rem 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figure.lead img{max-width:min(100%,1000px)}
 figcaption{font-size:.85rem;color:#444;max-width:110ch}code{font-size:.85em}
-nav.toc{font-size:.9rem}nav.toc a{margin-right:1rem;display:inline-block;white-space:nowrap}
+.phone{display:none;font-size:.85rem;color:#444}nav.toc{font-size:.9rem}nav.toc a{margin-right:1rem;display:inline-block;white-space:nowrap}
 .scroll table.sortable td{white-space:nowrap}td details div,.scroll table.list td{white-space:normal}
-@media (max-width:600px){figure.lead img{width:100%}body{margin:.75rem auto;padding:0 .6rem}h1{font-size:1.25rem}
+@media (max-width:600px){figure.lead img{width:100%}.phone{display:block}body{margin:.75rem auto;padding:0 .6rem}h1{font-size:1.25rem}
 table{font-size:.78rem}th,td{padding:.2rem .4rem}ul.reading{font-size:.95rem}}
 """
 # Click a header to sort by that column (again to reverse). Cells sort by their data-sort value when they have
@@ -116,6 +116,7 @@ def table_html(table: Table, table_id: str) -> str:
     )
 
 
+FIGURES_AFTER = 2  # a section's other figures follow its leaderboard and accuracy table, before cost and ranking
 NARROW_PX = 600  # screens up to this width get a figure's narrow version where it has one
 
 
@@ -174,6 +175,7 @@ def write_html(
         "<h1>lnlbench report</h1>",
         f"<p>{escape(counts)}</p>",
         f'<nav class="toc">{"".join(links)}</nav>',
+        '<p class="phone">Wide tables scroll sideways.</p>',
     ]
     for sec in sections:
         parts.append(f"<h2>{escape(sec.title)}</h2>")
@@ -183,11 +185,11 @@ def write_html(
     n = 0
     for sec in sections:
         parts.append(f'<h2 id="{_anchor(sec.title)}">Details: {escape(sec.title)}</h2>')
-        for table in sec.tables:
+        for i, table in enumerate(sec.tables):
             n += 1
             parts.append(table_html(table, f"t{n}"))
-        for caption, png in sec.figures:
-            parts.append(figure_html(caption, png, out))
+            if i == FIGURES_AFTER - 1:
+                parts += [figure_html(caption, png, out) for caption, png in sec.figures]
     parts.append('<h2 id="reading">How to read these numbers</h2>')
     parts.append("<ul>" + "".join(f"<li>{escape(line)}</li>" for line in summary_lines) + "</ul>")
     if warnings:

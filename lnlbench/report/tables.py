@@ -179,7 +179,9 @@ def cost_table(c: pd.DataFrame, settings: list[str]) -> Table:
         title=f"{dataset} · {backbone}: cost",
         caption=(
             f"{dataset} · {backbone}: cost per run, one row per device (means over runs; GPU-hours = device count × "
-            "hours, on GPUs only; peak memory is the largest of the runs; phases are mean seconds per run)."
+            "hours, on GPUs only; peak memory is the largest of the runs' own peaks, resident set on CPU and "
+            "allocated tensors on CUDA, though records written before lnlbench measured it per run hold the worker "
+            "process's running maximum; phases are mean seconds per run)."
         ),
         columns=columns,
         rows=rows,
