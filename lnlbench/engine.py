@@ -31,6 +31,9 @@ def select_device(name: str | None = None) -> torch.device:
             raise ConfigError(f"unknown device {name!r}; use cpu, cuda, cuda:N or mps") from None
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"device {name!r} asked for but CUDA is not available here; use --device cpu")
+        if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {name!r} asked for but this machine has {torch.cuda.device_count()} GPU(s); "
+                              f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}, or cpu")
         if dev.type == "mps" and not torch.backends.mps.is_available():
             raise ConfigError(f"device {name!r} asked for but Apple MPS is not available here; use --device cpu")
         return dev

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from lnlbench.errors import ConfigError
+from lnlbench.errors import ConfigError, Problems
 
 if TYPE_CHECKING:
     from lnlbench.context import MethodContext
@@ -66,8 +66,10 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         raise ConfigError(f"hyperparameter {name}={value!r} must be true or false")
     if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
-    if kind is int and isinstance(value, float) and value.is_integer():
-        return int(value)
+    if kind is int and isinstance(value, float):
+        if value.is_integer():
+            return int(value)
+        raise ConfigError(f"hyperparameter {name}={value!r} must be a whole number (int(value) would train on {int(value)})")
     if isinstance(value, kind):
         return value
     try:
@@ -140,17 +142,22 @@ class Method:
     def resolve_hparams(cls, dataset: str, noise: str, rate: float, user: dict[str, Any] | None = None) -> dict:
         """Defaults, then per-setting overrides, then the user's `--set` values; every value checked."""
         user = dict(user or {})
+        problems = Problems()
         unknown = sorted(set(user) - set(cls.hparam_space))
         if unknown:
-            raise ConfigError(
+            problems.add(
                 f"method {cls.name!r} has no hyperparameter {', '.join(unknown)}; "
                 f"valid: {', '.join(sorted(cls.hparam_space))} (see `lnlbench methods --show {cls.name}`)"
             )
         resolved = {k: hp.default for k, hp in cls.hparam_space.items()}
         for k, (v, _src) in cls.hparam_overrides(dataset, noise, rate).items():
             resolved[k] = v
-        resolved.update(user)
-        checked = {k: cls.hparam_space[k].check(k, v) for k, v in resolved.items()}
+        resolved.update({k: v for k, v in user.items() if k in cls.hparam_space})
+        checked = {}
+        for k, v in resolved.items():
+            with problems.check():
+                checked[k] = cls.hparam_space[k].check(k, v)
+        problems.raise_any()
         cls.validate(checked, rate)
         return checked
 

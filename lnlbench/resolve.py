@@ -10,8 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lnlbench.errors import ConfigError
+from lnlbench.errors import Problems
 from lnlbench.config import RunConfig, check_rate, default_cache_dir
+
+
+MIN_IMAGE_SIZE = 8  # the smallest input the backbones' strides take; pre-trained features want 64 or more
 
 
 def default_image_size(backbone: str) -> int:
@@ -58,40 +61,59 @@ def resolve_config(
     from lnlbench.noise import read_asym_map
     from lnlbench.plugin_manager import dataset_registry, method_registry, noise_registry
 
-    # the cheap checks first: a wrong dataset or noise name is reported before torch and timm are imported
-    reader = dataset_registry().get(dataset)
-    noise_registry().get(noise)
-    rate = check_rate(rate)
-    if reader.needs_data_root and not data_root:
-        raise ConfigError(f"dataset {dataset!r} needs --data-root DIR (the directory that holds its files)")
-    method_cls = method_registry().get(method)
-    import timm
-
-    from lnlbench.models import weights_sha256
-
-    if not timm.is_model(backbone):
-        raise ConfigError(
-            f"unknown backbone {backbone!r}; list the timm architectures with `lnlbench backbones '*resnet*'`"
-        )
-    if image_size is None:
-        image_size = default_image_size(backbone)
-    if int(image_size) < 8:
-        raise ConfigError(f"image size {image_size} is too small; pass --image-size 32 or more")
-    noise_options: dict[str, Any] = {}
-    if noise == "file":
-        if not noise_file:
-            raise ConfigError("noise model 'file' needs --noise-file PATH (.npy, .pt or .csv of noisy labels)")
-        path = Path(noise_file)
-        if not path.is_file():
-            raise ConfigError(f"noise file {path} does not exist; pass the path of a .npy, .pt or .csv label file")
-        noise_options["file_sha256"] = file_sha256(path)
-    if noise_map:
-        noise_options["asym_map"] = {str(k): v for k, v in read_asym_map(Path(noise_map)).items()}
-    resolved = method_cls.resolve_hparams(dataset, noise, rate, hparams)
-    dataset_options = dict(dataset_options or {})
     from lnlbench.data.base import check_options
 
-    check_options(reader, dataset_options)
+    # One validation pass in two stages, each reporting every problem it finds. First what needs no method code
+    # (so a typo in a dataset or noise name is reported without importing torch and timm), then the rest.
+    problems = Problems()
+    reader = None
+    with problems.check():
+        reader = dataset_registry().get(dataset)
+    with problems.check():
+        noise_registry().get(noise)
+    with problems.check():
+        rate = check_rate(rate)
+    if reader is not None and reader.needs_data_root and not data_root:
+        problems.add(f"dataset {dataset!r} needs --data-root DIR (the directory that holds its files)")
+    dataset_options = dict(dataset_options or {})
+    if reader is not None:
+        with problems.check():
+            check_options(reader, dataset_options)
+    if image_size is not None and int(image_size) < MIN_IMAGE_SIZE:
+        problems.add(f"image size {image_size} is too small; pass --image-size {MIN_IMAGE_SIZE} or more "
+                     f"(ImageNet features need 64 or more to be useful)")
+    noise_options: dict[str, Any] = {}
+    if noise == "file" and not noise_file:
+        problems.add("noise model 'file' needs --noise-file PATH (.npy, .pt or .csv of noisy labels)")
+    elif noise == "file" and not Path(noise_file).is_file():
+        problems.add(f"noise file {noise_file} does not exist; pass the path of a .npy, .pt or .csv label file")
+    elif noise == "file":
+        noise_options["file_sha256"] = file_sha256(Path(noise_file))
+    if noise_map:
+        with problems.check():
+            noise_options["asym_map"] = {str(k): v for k, v in read_asym_map(Path(noise_map)).items()}
+    problems.raise_any()
+
+    import timm
+
+    from lnlbench.models import PACKAGED, PACKAGED_ARCH, weights_sha256
+
+    method_cls = resolved = None
+    with problems.check():
+        method_cls = method_registry().get(method)
+    if not timm.is_model(backbone):
+        problems.add(f"unknown backbone {backbone!r}; list the timm architectures with `lnlbench backbones '*resnet*'`")
+    elif weights == PACKAGED and timm.models.get_arch_name(backbone) != PACKAGED_ARCH:
+        problems.add(
+            f"packaged weights exist only for {PACKAGED_ARCH}, not {backbone!r}; use --backbone {PACKAGED_ARCH}, or "
+            f"--weights timm (`lnlbench backbones --offline` lists what is on this machine) or a file for {backbone}"
+        )
+    elif image_size is None:
+        image_size = default_image_size(backbone)
+    if method_cls is not None:
+        with problems.check():
+            resolved = method_cls.resolve_hparams(dataset, noise, rate, hparams)
+    problems.raise_any()
     weights_digest = fingerprint = None
     if content:
         weights_digest = weights_sha256(backbone, weights)

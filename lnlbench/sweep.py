@@ -12,11 +12,12 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lnlbench.errors import ConfigError
+from lnlbench.errors import ConfigError, Problems
 from lnlbench.config import DEFAULT_BACKBONE, DEFAULT_WEIGHTS, LOCAL_PATH_OPTIONS, RunConfig, check_rate
 
 TOP_KEYS = {
@@ -231,30 +232,62 @@ def parse_sweep(src: Source) -> Sweep:
         if axis not in data:
             raise src.error((), f"missing `{axis}`; the grid needs at least one entry (see docs/sweeps.md)")
     base = src.path.parent
-    image_size = _opt_int(src, ("image_size",), data.get("image_size"), low=8)
+    # One pass that reports every problem of the file (each with its line), not one per invocation.
+    problems = Problems()
+    image_size = None
+    with problems.check():
+        image_size = _opt_int(src, ("image_size",), data.get("image_size"), low=8)
     amp = data.get("amp", "auto")
     if amp not in AMP_CHOICES:
-        raise src.error(("amp",), f"{amp!r} is not one of {', '.join(AMP_CHOICES)}")
+        problems.add(str(src.error(("amp",), f"{amp!r} is not one of {', '.join(AMP_CHOICES)}")))
     compile_ = data.get("compile", False)
     if not isinstance(compile_, bool):
-        raise src.error(("compile",), f"{compile_!r} must be true or false")
+        problems.add(str(src.error(("compile",), f"{compile_!r} must be true or false")))
     name = data.get("name") or src.path.stem
+
+    def each(key: str, default: Any, parse: Callable[[int, Any], list]) -> list:
+        out: list = []
+        items: list = []
+        with problems.check():
+            items = _list(src, key, data[key] if default is None else data.get(key, default))
+        for i, entry in enumerate(items):
+            with problems.check():
+                out.extend(parse(i, entry))
+        return out
+
+    datasets = each("datasets", None, lambda i, e: [_dataset(src, i, e, base)])
+    noise = each("noise", None, lambda i, e: _noise(src, i, e, base))
+    backbones = each("backbones", [DEFAULT_BACKBONE], lambda i, e: [_backbone(src, i, e, base, image_size)])
+    noise_seeds = seeds = launcher = methods = None
+    with problems.check():
+        noise_seeds = _ints(src, "noise_seeds", data.get("noise_seeds", [0]))
+    with problems.check():
+        seeds = _ints(src, "seeds", data.get("seeds", [0]))
+    with problems.check():
+        launcher = _launcher(src, data.get("launcher") or {})
+    with problems.check():
+        methods = _methods(src, data, problems)
+    problems.messages.sort(key=_line_of)  # in the order of the file
+    problems.raise_any()
     return Sweep(
         path=src.path,
         name=str(name),
-        datasets=[_dataset(src, i, e, base) for i, e in enumerate(_list(src, "datasets", data["datasets"]))],
-        noise=[n for i, e in enumerate(_list(src, "noise", data["noise"])) for n in _noise(src, i, e, base)],
-        noise_seeds=_ints(src, "noise_seeds", data.get("noise_seeds", [0])),
-        methods=_methods(src, data),
-        backbones=[
-            _backbone(src, i, e, base, image_size)
-            for i, e in enumerate(_list(src, "backbones", data.get("backbones", [DEFAULT_BACKBONE])))
-        ],
-        seeds=_ints(src, "seeds", data.get("seeds", [0])),
+        datasets=datasets,
+        noise=noise,
+        noise_seeds=noise_seeds,
+        methods=methods,
+        backbones=backbones,
+        seeds=seeds,
         amp=amp,
         compile=compile_,
-        launcher=_launcher(src, data.get("launcher") or {}),
+        launcher=launcher,
     )
+
+
+def _line_of(message: str) -> int:
+    """The line number a `FILE:LINE: ...` message names (0 when it names none)."""
+    found = re.match(r"[^\n]*?:(\d+): ", message)
+    return int(found.group(1)) if found else 0
 
 
 def _check_keys(src: Source, keys: tuple, d: dict, valid: set[str]) -> None:
@@ -358,7 +391,8 @@ def _noise(src: Source, i: int, entry: Any, base: Path) -> list[NoiseEntry]:
     return out
 
 
-def _methods(src: Source, data: dict) -> list[MethodEntry]:
+def _methods(src: Source, data: dict, problems: Problems) -> list[MethodEntry]:
+    """Every method entry with its hyperparameter grid; a bad entry's problems go to `problems` (it is skipped)."""
     from lnlbench.plugin_manager import method_registry
 
     registry = method_registry()
@@ -367,47 +401,60 @@ def _methods(src: Source, data: dict) -> list[MethodEntry]:
         raise src.error(("hparams",), "expected a mapping {method: {hyperparameter: value or list}}")
     entries = []
     for i, entry in enumerate(_list(src, "methods", data["methods"])):
-        keys: tuple = ("methods", i)
-        if isinstance(entry, str):
-            entry = {"name": entry}
-        if not isinstance(entry, dict) or "name" not in entry:
-            raise src.error(keys, f"{entry!r}: write a method name or {{name: ..., hparams: {{...}}}}")
-        _check_keys(src, keys, entry, METHOD_KEYS)
-        name = str(entry["name"])
-        try:
-            cls = registry.get(name)
-        except ConfigError as exc:
-            raise src.error((*keys, "name") if (*keys, "name") in src.lines else keys, str(exc)) from None
-        values: dict[str, list] = {}
-        sources = ((("hparams", name), shared.get(name) or {}), ((*keys, "hparams"), entry.get("hparams") or {}))
-        for where, overrides in sources:  # the method entry's own overrides come last and win
-            if not isinstance(overrides, dict):
-                raise src.error(where, "expected a mapping {hyperparameter: value or list of values}")
-            for k, v in overrides.items():
-                k = str(k)
-                if k not in cls.hparam_space:
-                    raise src.error(
-                        (*where, k),
-                        f"method {name!r} has no hyperparameter {k!r}; valid: {', '.join(sorted(cls.hparam_space))}",
-                    )
-                vs = v if isinstance(v, list) else [v]
-                if not vs:
-                    raise src.error((*where, k), "an empty list gives an empty grid; list at least one value")
-                for value in vs:
-                    try:
-                        cls.hparam_space[k].check(k, value)
-                    except ConfigError as exc:
-                        raise src.error((*where, k), str(exc)) from None
-                values[k] = vs
-        names = sorted(values)
-        grid = tuple(dict(zip(names, combo)) for combo in itertools.product(*(values[k] for k in names)))
-        entries.append(MethodEntry(name, grid, src.where(*keys)))
+        with problems.check():
+            entries.append(_method(src, i, entry, registry, shared, problems))
+    listed = {e.name for e in entries} | {str(e.get("name") if isinstance(e, dict) else e) for e in data["methods"]
+                                          if isinstance(e, (str, dict))}
     for m in shared:
-        if str(m) not in {e.name for e in entries}:
-            raise src.error(
+        if str(m) not in listed:
+            problems.add(str(src.error(
                 ("hparams", str(m)), f"method {m!r} is not listed under `methods`; add it there or remove this"
-            )
+            )))
     return entries
+
+
+def _method(src: Source, i: int, entry: Any, registry: Any, shared: dict, problems: Problems) -> MethodEntry:
+    """One `methods` entry and its hyperparameter grid; every bad hyperparameter is reported, then the entry fails."""
+    keys: tuple = ("methods", i)
+    if isinstance(entry, str):
+        entry = {"name": entry}
+    if not isinstance(entry, dict) or "name" not in entry:
+        raise src.error(keys, f"{entry!r}: write a method name or {{name: ..., hparams: {{...}}}}")
+    _check_keys(src, keys, entry, METHOD_KEYS)
+    name = str(entry["name"])
+    try:
+        cls = registry.get(name)
+    except ConfigError as exc:
+        raise src.error((*keys, "name") if (*keys, "name") in src.lines else keys, str(exc)) from None
+    own = Problems()
+    values: dict[str, list] = {}
+    sources = ((("hparams", name), shared.get(name) or {}), ((*keys, "hparams"), entry.get("hparams") or {}))
+    for where, overrides in sources:  # the method entry's own overrides come last and win
+        if not isinstance(overrides, dict):
+            own.add(str(src.error(where, "expected a mapping {hyperparameter: value or list of values}")))
+            continue
+        for k, v in overrides.items():
+            k = str(k)
+            if k not in cls.hparam_space:
+                own.add(str(src.error(
+                    (*where, k),
+                    f"method {name!r} has no hyperparameter {k!r}; valid: {', '.join(sorted(cls.hparam_space))}",
+                )))
+                continue
+            vs = v if isinstance(v, list) else [v]
+            if not vs:
+                own.add(str(src.error((*where, k), "an empty list gives an empty grid; list at least one value")))
+                continue
+            for value in vs:
+                try:
+                    cls.hparam_space[k].check(k, value)
+                except ConfigError as exc:
+                    own.add(str(src.error((*where, k), str(exc))))
+            values[k] = vs
+    own.raise_any()
+    names = sorted(values)
+    grid = tuple(dict(zip(names, combo)) for combo in itertools.product(*(values[k] for k in names)))
+    return MethodEntry(name, grid, src.where(*keys))
 
 
 def _backbone(src: Source, i: int, entry: Any, base: Path, image_size: int | None) -> BackboneEntry:

@@ -35,23 +35,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from lnlbench.execution import execute
     from lnlbench.resolve import resolve_config
 
+    from lnlbench.errors import Problems
+    from lnlbench.preflight import check_device_if_loaded, check_directories
+
+    out = Path(args.out)
+    cache = Path(args.cache_dir) if args.cache_dir else None
+    problems = Problems()  # every problem at once, before anything is written
+    check_directories(problems, out=out, cache_dir=cache)
     available = method_registry().names()
+    methods = [m for m in DEMO_METHODS if m in available]
     if args.methods:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         for m in methods:
-            method_registry().get(m)
-    else:
-        methods = [m for m in DEMO_METHODS if m in available]
-    out = Path(args.out)
-    cache = Path(args.cache_dir) if args.cache_dir else None
-    configs = [
-        resolve_config(
-            dataset="digits", noise=noise, rate=rate, method=m, image_size=DEMO_IMAGE_SIZE,
-            hparams=DEMO_METHODS.get(m, {}), cache_dir=cache,
-        )
-        for noise, rate in DEMO_NOISE
-        for m in methods
-    ]
+            with problems.check():
+                method_registry().get(m)
+    configs = []
+    for noise, rate in DEMO_NOISE:
+        for m in methods:
+            with problems.check():
+                configs.append(resolve_config(
+                    dataset="digits", noise=noise, rate=rate, method=m, image_size=DEMO_IMAGE_SIZE,
+                    hparams=DEMO_METHODS.get(m, {}), cache_dir=cache, content=not problems,
+                ))
+    check_device_if_loaded(problems, args.device)
+    problems.raise_any()
     print(f"lnlbench demo: {len(configs)} runs on digits (scikit-learn's handwritten digits, 1,297 train / 500 test) "
           f"at {DEMO_IMAGE_SIZE} px with the packaged EfficientNet-Lite0; records under {out}/", file=sys.stderr)
     rows = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -30,27 +31,38 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from lnlbench.errors import Problems
+    from lnlbench.preflight import check_device_if_loaded, check_directories
     from lnlbench.resolve import resolve_config
 
-    config = resolve_config(
-        dataset=args.dataset,
-        noise=args.noise,
-        rate=args.rate,
-        method=args.method,
-        noise_seed=args.noise_seed,
-        seed=args.seed,
-        backbone=args.backbone,
-        weights=args.weights,
-        image_size=args.image_size,
-        hparams=parse_set(args.set),
-        dataset_options=parse_set(args.option),
-        data_root=args.data_root,
-        noise_file=args.noise_file,
-        noise_map=args.noise_map,
-        amp=args.amp,
-        compile=args.compile,
-        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
-    )
+    # One validation pass before anything is written: every problem found is reported at once (exit 2, no files).
+    problems = Problems()
+    check_directories(problems, out=args.out, cache_dir=args.cache_dir)
+    config = None
+    with problems.check():
+        config = resolve_config(
+            dataset=args.dataset,
+            noise=args.noise,
+            rate=args.rate,
+            method=args.method,
+            noise_seed=args.noise_seed,
+            seed=args.seed,
+            backbone=args.backbone,
+            weights=args.weights,
+            image_size=args.image_size,
+            hparams=parse_set(args.set),
+            dataset_options=parse_set(args.option),
+            data_root=args.data_root,
+            noise_file=args.noise_file,
+            noise_map=args.noise_map,
+            amp=args.amp,
+            compile=args.compile,
+            cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+            content=not problems,  # no data or weights are read for a run that will be refused anyway
+        )
+    check_device_if_loaded(problems, args.device)
+    problems.raise_any()
+    assert config is not None
     if args.download:  # fetch once here; the flag is not part of what the run computes
         from lnlbench.data.base import load_dataset
 
@@ -67,7 +79,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps(record, indent=2, default=str))
     path = Path(args.out) / config.run_id / "result.json"
     if record["status"] != "done":
-        print(f"error: run failed: {record.get('error')}\n  traceback: {path.parent / 'traceback.txt'}", file=sys.stderr)
+        from lnlbench.log import get_logger
+
+        # the run has logged "run ID failed: ERROR" already unless -q hid it: say the error once, then where to look
+        said = get_logger().isEnabledFor(logging.INFO)
+        print(("" if said else f"error: run failed: {record.get('error')}\n")
+              + f"  traceback: {path.parent / 'traceback.txt'}", file=sys.stderr)
         return 1
     m = record["metrics"]
     print(

@@ -62,7 +62,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from lnlbench.launch import LauncherSettings, launch_sweep
     from lnlbench.sweep import load_sweep
 
-    sweep = load_sweep(args.file)
+    from lnlbench.errors import Problems
+    from lnlbench.preflight import check_device_if_loaded, check_directories
+
+    problems = Problems()  # one pass: the file's problems and the machine's, reported together, before any write
+    check_directories(problems, out=args.out, cache_dir=args.cache_dir)
+    sweep = None
+    with problems.check():
+        sweep = load_sweep(args.file)
+    where = args.launcher or (sweep.launcher.get("name") if sweep is not None else None)
+    if args.device is not None and where in (None, "local", "debug"):
+        check_device_if_loaded(problems, args.device)  # the runs execute on this machine: the device must be here
+    problems.raise_any()
+    assert sweep is not None
     file_launcher = dict(sweep.launcher)
     name = args.launcher or file_launcher.get("name") or "local"
     if args.jobs is not None and args.jobs < 1:
