@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import socket
 import time
@@ -152,6 +153,9 @@ def _fmt_rate(rate: float | None) -> str:
 
 
 LOG = get_logger("run")
+# OpenMP reads its wait policy once, when torch loads (imported at the top of this module): what a run records is
+# what this process had then, not what the environment says later (a local worker's fork server loaded torch).
+OMP_WAIT_POLICY_AT_LOAD = os.environ.get("OMP_WAIT_POLICY")
 
 
 def _log(verbose: bool, msg: str) -> None:
@@ -204,7 +208,8 @@ def execute_run(
     }
     memory = RunPeakMemory(dev).start()  # this run's own peak, not the process's so far
     threads = torch.get_num_threads()
-    record["numerics"] = {"device_type": dev.type, "cpu_threads": threads}
+    record["numerics"] = {"device_type": dev.type, "cpu_threads": threads,
+                          "omp_wait_policy": OMP_WAIT_POLICY_AT_LOAD}
     probe = ContentionProbe(threads=threads, on_gpu=dev.type == "cuda")
     try:
         _execute(config, run_dir, record, cache_dir, dev, timer, verbose)

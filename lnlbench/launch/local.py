@@ -66,6 +66,13 @@ def _local_worker(job: RunJob, log: str, env: dict[str, str], gpu: str | None, t
     os._exit(0 if result.get("status") in ("done", "skipped") else 1)
 
 
+def share_cores_politely() -> None:
+    """Workers that share the cores wait passively: libgomp's default spinning wait burns the cores a sibling
+    worker needs (up to 10x slower on 2 cores, docs/performance.md). OpenMP reads the setting when torch loads, so it
+    is set here, before the fork server that loads torch for every worker starts; a value the user set is kept."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 class WorkerStopped(BaseException):
     """SIGTERM reached a worker: not an error of the run (no failed record), a reason to stop cleanly."""
 
@@ -91,6 +98,8 @@ class LocalLauncher(Launcher):
         jobs = max(1, int(self.settings.jobs))
         gpus = visible_gpus()
         threads = max(1, (os.cpu_count() or 1) // jobs)
+        if jobs > 1:
+            share_cores_politely()
         # forkserver: workers fork from a clean single-threaded server that has imported torch once
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(LOCAL_PRELOAD)
