@@ -19,6 +19,22 @@ COMMAND_MODULES = [
 ]
 
 
+class HelpWithDefaults(argparse.HelpFormatter):
+    """Shows each option's default, unless its help names it already or there is none worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (not action.option_strings or "default" in text or action.default is None or action.default is False
+                or action.default == argparse.SUPPRESS or text == argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def deprecated_alias(old: str, new: str) -> None:
+    """Say on stderr that option `old` is an old spelling of `new`, accepted for one more release."""
+    print(f"lnlbench: {old} is deprecated and will be removed in the next release; use {new}", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     import lnlbench
 
@@ -31,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_parsers(sub)
+    for choice in sub._choices_actions:  # every subcommand: its one-line help as description, defaults shown
+        command = sub.choices[choice.dest]
+        command.formatter_class = HelpWithDefaults
+        if not command.description and choice.help:
+            command.description = choice.help[0].upper() + choice.help[1:] + "."
     return parser
 
 

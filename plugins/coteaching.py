@@ -5,8 +5,8 @@ Two networks from the same pre-trained backbone with independently initialised h
 ranks samples by its own cross-entropy and keeps the small-loss fraction 1 - R(t); its PEER is updated on those
 samples. R(t) = tau * min(t / T_k, 1), t the epoch index, so the first epoch keeps everything.
 
-Data order. The paper (Algorithm 1) and `main.py` feed one shared mini-batch to both networks; issue 3 asks for
-independent data order. `data_order="independent"` (default) gives each network its own shuffle (and augmentation):
+Data order. The paper (Algorithm 1) and `main.py` feed one shared mini-batch to both networks; lnlbench defaults to
+independent data order, so the two networks differ in the batches they see as well as in their initialisation. `data_order="independent"` (default) gives each network its own shuffle (and augmentation):
 at each step network 1 ranks network 2's batch and network 2 ranks network 1's, so every update still trains on
 samples the peer chose from that very batch. `data_order="shared"` is the official single-batch scheme.
 """
@@ -68,7 +68,8 @@ COTEACHING_HPARAMS: dict[str, HParam] = {
     ),
     "data_order": HParam(
         "independent",
-        "issue 3 asks for independent data order; 'shared' is the paper's Algorithm 1 / official main.py",
+        "lnlbench choice: each network its own shuffle and augmentation (more disagreement between the peers); "
+        "'shared' is the paper's Algorithm 1 / official main.py",
         choices=("independent", "shared"),
     ),
 }

@@ -93,8 +93,8 @@ DIVIDEMIX_HPARAMS: dict[str, HParam] = {
     ),
     "warmup_until_separated": HParam(
         True,
-        "lnlbench (issue 11, measured in the module docstring): with a null warmup_epochs, warm up past the scaled "
-        "length (at most half the budget) until both networks' loss GMMs are separated",
+        "lnlbench choice, measured in plugins/dividemix.py's docstring: with a null warmup_epochs, warm up past the "
+        "scaled length (at most half the budget) until both networks' loss GMMs are separated (Ashman's D)",
     ),
     "min_separation": HParam(
         2.0,

@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # the harness's context (and timm behind it) is not needed to
 # SGD with momentum and cosine decay is the common fine-tuning recipe for ImageNet-pretrained CNNs on CIFAR
 # (e.g. Kornblith et al., CVPR 2019); the TURN paper's FFT baseline fine-tunes all parameters with cross-entropy.
 FFT_HPARAMS: dict[str, HParam] = {
-    "epochs": HParam(10, "lnlbench choice: long enough to memorise noise on cifar10-mini (issue 3, item 7)", low=1),
+    "epochs": HParam(10, "lnlbench choice: long enough to memorise noisy labels on cifar10-mini (5,000 images)", low=1),
     "lr": HParam(0.01, "lnlbench choice: SGD fine-tuning lr (Kornblith et al., CVPR 2019 search range)", low=0.0, low_open=True),
     "weight_decay": HParam(5e-4, "CIFAR convention (Co-teaching / DivideMix official code)", low=0.0),
     "batch_size": HParam(64, "DivideMix official code, CIFAR batch size", low=1),

@@ -164,3 +164,36 @@ def test_noise_command_acceptance(capsys, tmp_path):
     for untouched in (0, 1, 6, 7, 8):  # airplane, automobile, frog, horse, ship
         assert tm[untouched, untouched] == 1.0
     assert tm[9, 1] == pytest.approx(0.4, abs=0.02)  # truck -> automobile
+
+
+def test_help_stands_alone(capsys):
+    import re
+
+    from lnlbench.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    for name, command in sub.choices.items():
+        assert command.description, f"`lnlbench {name}` has no description"
+        text = command.format_help()
+        assert not re.search(r"\(issue \d|see comment", text), name
+    run_help = sub.choices["run"].format_help()
+    for option, default in (("--seed", "0"), ("--rate", "0.0"), ("--noise-seed", "0")):
+        assert re.search(rf"{option} \S+\s+.*?\(default: {re.escape(default)}\)", run_help, re.S), option
+    sweep_help = sub.choices["sweep"].format_help()
+    for option in ("--partition", "--account", "--qos", "--constraint"):
+        assert re.search(rf"{option} \S+\s+\S", sweep_help), f"{option} has no help"
+    for method in ("lp", "fft", "turn", "coteaching", "dividemix"):
+        code, out, _ = run_cli(capsys, "methods", "--show", method, "--epochs", "10")
+        assert code == 0 and not re.search(r"issue \d|see comment", out), method
+
+
+def test_old_option_spellings_work_for_one_release_with_a_notice(capsys):
+    from lnlbench.cli import build_parser
+
+    args = build_parser().parse_args(["prepare", "clothing1m", "--data-root", "x", "--size", "32"])
+    assert args.size_deprecated == 32 and args.image_size == 256  # cmd_prepare moves it over, saying so
+    args = build_parser().parse_args(["demo", "--method", "lp", "--method", "fft,turn"])
+    assert args.method == ["lp", "fft,turn"]
+    args = build_parser().parse_args(["demo", "--methods", "lp"])
+    assert args.methods_deprecated == "lp"

@@ -9,7 +9,7 @@ from lnlbench.cli import main
 
 def test_demo_runs_grid_prints_table_and_reports(tmp_path, capsys):
     out = tmp_path / "demo"
-    code = main(["demo", "--out", str(out), "--methods", "lp", "--cache-dir", str(tmp_path / "cache")])
+    code = main(["demo", "--out", str(out), "--method", "lp", "--cache-dir", str(tmp_path / "cache")])
     printed = capsys.readouterr().out
     assert code == 0
     records = [json.loads(p.read_text()) for p in out.glob("*/result.json")]

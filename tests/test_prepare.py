@@ -52,7 +52,7 @@ def test_planted_faults_are_reported(clothing, capsys):
     lines = (root / "clean_label_kv.txt").read_text().splitlines()
     lines[2] = lines[2].rsplit(" ", 1)[0] + " 99"  # a class index out of range
     (root / "clean_label_kv.txt").write_text("\n".join(lines) + "\n")
-    code, report = prepare(capsys, "clothing1m", "--data-root", str(root), "--decode", "--size", "32")
+    code, report = prepare(capsys, "clothing1m", "--data-root", str(root), "--decode", "--image-size", "32")
     assert code == 1 and not report["complete"]
     assert report["problem_counts"] == {"missing-image": 1, "unreadable-image": 1, "label-out-of-range": 1}
     where = {(p["kind"], Path(p["path"]).name, p["line"]) for p in report["problems"]}
@@ -74,7 +74,7 @@ def test_planted_faults_are_reported(clothing, capsys):
 def test_build_cache_reports_unreadable_images_and_feeds_the_reader(tmp_path, capsys):
     info = build_webvision(tmp_path, classes=50, train_per_class=2, val_per_class=1)
     (tmp_path / info["train"][9][0]).write_bytes(b"garbage")
-    code, report = prepare(capsys, "webvision", "--data-root", str(tmp_path), "--build-cache", "--size", "24", "--workers", "2")
+    code, report = prepare(capsys, "webvision", "--data-root", str(tmp_path), "--build-cache", "--image-size", "24", "--workers", "2")
     assert code == 1 and report["problem_counts"] == {"unreadable-image": 1}
     assert report["cache"]["added"] == 149 and list(report["cache"]["failed"]) == [info["train"][9][0]]
     assert report["splits"]["test"]["published"] == 2500
@@ -85,9 +85,9 @@ def test_build_cache_reports_unreadable_images_and_feeds_the_reader(tmp_path, ca
     with pytest.raises(DataError, match=r"train_filelist_google\.txt:10: image .* does not decode .*recorded by the cache"):
         load_webvision(tmp_path, image_size=24)
     # Building again adds nothing; a JPEG-encoded cache is separate.
-    code, report = prepare(capsys, "webvision", "--data-root", str(tmp_path), "--build-cache", "--size", "24")
+    code, report = prepare(capsys, "webvision", "--data-root", str(tmp_path), "--build-cache", "--image-size", "24")
     assert report["cache"]["already"] == 149 and report["cache"]["added"] == 0
-    code, report = prepare(capsys, "webvision", "--data-root", str(tmp_path), "--build-cache", "--size", "24", "--encoding", "jpeg", "--classes", "10")
+    code, report = prepare(capsys, "webvision", "--data-root", str(tmp_path), "--build-cache", "--image-size", "24", "--encoding", "jpeg", "--classes", "10")
     assert report["cache"]["added"] == 29 and report["cache"]["directory"].endswith("24px-jpeg-q90")
 
 

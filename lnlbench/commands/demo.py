@@ -23,7 +23,9 @@ DEMO_IMAGE_SIZE = 32
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run a small grid on the embedded digits dataset and report it (offline)")
     p.add_argument("--out", default="lnlbench-demo", help="output directory (default: %(default)s)")
-    p.add_argument("--methods", default=None, help="comma-separated subset of methods (default: all built-ins)")
+    p.add_argument("--method", action="append", default=None, metavar="NAME",
+                   help="run only this method (repeat, or NAME,NAME; default: every built-in)")
+    p.add_argument("--methods", default=None, dest="methods_deprecated", help=argparse.SUPPRESS)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
     p.add_argument("--cache-dir", default=None, help="cache of noisy labels and features")
     p.set_defaults(func=cmd_demo)
@@ -44,8 +46,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     check_directories(problems, out=out, cache_dir=cache)
     available = method_registry().names()
     methods = [m for m in DEMO_METHODS if m in available]
-    if args.methods:
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    chosen = list(args.method or [])
+    if args.methods_deprecated:
+        from lnlbench.cli import deprecated_alias
+
+        deprecated_alias("demo --methods", "--method")
+        chosen.append(args.methods_deprecated)
+    if chosen:
+        methods = [m.strip() for item in chosen for m in item.split(",") if m.strip()]
         for m in methods:
             with problems.check():
                 method_registry().get(m)

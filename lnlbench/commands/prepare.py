@@ -28,7 +28,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--option", action="append", metavar="KEY=VALUE", help="other scan options of the dataset")
     p.add_argument("--decode", action="store_true", help="decode every image to find unreadable ones (slow)")
     p.add_argument("--build-cache", action="store_true", help="decode every image into the resized cache (implies --decode)")
-    p.add_argument("--size", type=int, default=256, help="cache: square side in pixels (default %(default)s)")
+    p.add_argument("--image-size", type=int, default=256, help="cache: square side in pixels, as `run --image-size`")
+    p.add_argument("--size", type=int, default=None, dest="size_deprecated", help=argparse.SUPPRESS)
     p.add_argument("--encoding", choices=["raw", "jpeg"], default="raw", help="cache: raw uint8 (fastest) or re-encoded JPEG (~10x smaller)")
     p.add_argument("--quality", type=int, default=90, help="cache: JPEG quality for --encoding jpeg (default %(default)s)")
     p.add_argument("--cache-dir", default=None, help="cache root (default DATA_ROOT/.lnlbench-cache); pass the same as the reader's cache_dir option")
@@ -69,7 +70,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         options["classes"] = args.classes
     root = Path(args.data_root).expanduser().resolve()
     built: dict = {}
-    spec = CacheSpec(size=args.size, encoding=args.encoding, quality=args.quality)
+    if args.size_deprecated is not None:
+        from lnlbench.cli import deprecated_alias
+
+        deprecated_alias("prepare --size", "--image-size")
+        args.image_size = args.size_deprecated
+    spec = CacheSpec(size=args.image_size, encoding=args.encoding, quality=args.quality)
 
     def build(relpaths: list[str]) -> dict[str, str]:
         result = build_cache(
@@ -79,7 +85,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         return result.failed
 
     def decode_only(relpaths: list[str]) -> dict[str, str]:
-        bad = find_unreadable(root, relpaths, args.size, args.workers)
+        bad = find_unreadable(root, relpaths, args.image_size, args.workers)
         return {relpaths[i]: error for i, error in bad.items()}
 
     decode = build if args.build_cache else decode_only if args.decode else None
