@@ -299,8 +299,8 @@ def disk_full(exc: BaseException) -> bool:
 def disk_full_message(run_dir: Path, error: object) -> str:
     """The error of a run that filled its output disk: what happened, where, and the fix."""
     return (f"the output disk is full ({error}): no space left on the file system holding {run_dir}; free space "
-            f"there (see `df -h {run_dir.parent}`) or launch into another --out, then run it again: it resumes from its "
-            "last checkpoint")
+            f"there (see `df -h {run_dir.parent}`) or launch into another --out, then run it again: it resumes from "
+            "its last checkpoint")
 
 
 def slurm_job_id() -> str | None:
