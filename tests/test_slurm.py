@@ -312,6 +312,10 @@ def test_an_array_cancelled_before_it_started_says_so_in_status(slurm_cluster, t
         assert re.search(rf"pending\s+{c.run_id}.*cancelled on SLURM before it started \(slurm job {array}_{i}\)",
                          text), text
     assert "2 runs: 0 done, 0 running, 0 failed, 2 pending" in text
+    SlurmLauncher(settings, out, echo=quiet).wait(launched)  # --wait: the failure record says the same
+    for i, c in enumerate(configs):
+        error = json.loads((out / c.run_id / "result.json").read_text())["error"]
+        assert error.startswith(f"SLURM job {array}_{i} was CANCELLED before it started ("), error
 
 
 # ------------------------------------------------------ issue 13, finding 7: an attempt SLURM ended stops at once ---

@@ -143,7 +143,8 @@ class SlurmLauncher(Launcher):
                 lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
                 said = lines[-1] if lines else type(exc).__name__
                 end = status.slurm_job_states([str(job.job_id)]).get(str(job.job_id)) or "unknown to sacct"
-                error = (f"SLURM job {job.job_id} ended {end} without a record ({said}); logs: {job.paths.stderr}")
+                ended = f"was {end}" if end.endswith(" before it started") else f"ended {end} without a record"
+                error = f"SLURM job {job.job_id} {ended} ({said}); logs: {job.paths.stderr}"
             if error:
                 record_if_silent(run, error)
             _ended(run, self.echo, f"[{i}/{n}]")
