@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 import lnlbench
-from lnlbench import engine
+from lnlbench import engine, verified
 from lnlbench.context import MethodContext
 from lnlbench.contention import ContentionProbe
 from lnlbench.data.base import Dataset, load_dataset
@@ -243,6 +243,7 @@ def execute_run(
         cost.update(engine.throughput(cost.get("images_seen", 0), timer.charged(), cost.get("images_by_phase")))
         if record["status"] != "running":
             record = conforming(record)
+            verified.check_write(run_dir.result)  # an attempt a later one took over writes no record either
             write_json_atomic(run_dir.result, record)
             if record["status"] == "done" and not keep_checkpoints:
                 run_dir.remove_checkpoints()  # only now: until the record is on disk, they are what a resume needs

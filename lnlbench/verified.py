@@ -69,13 +69,18 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def check_write(path: Path) -> None:
+    """Ask this context's write guard (if any) whether `path` may still be written; it raises when it may not."""
+    guard = _WRITE_GUARD.get()
+    if guard is not None:
+        guard(Path(path))
+
+
 def write_verified(path: Path, data: bytes, meta: dict[str, Any] | None = None) -> None:
     """Write `data` to `path` atomically with its SHA-256, keeping the version it replaces as `path.prev` until the
     new one is on disk and has read back with the right hash."""
     path = Path(path)
-    guard = _WRITE_GUARD.get()
-    if guard is not None:
-        guard(path)
+    check_write(path)
     digest = sha256_bytes(data)
     manifest = read_manifest(path) or {}
     previous = None

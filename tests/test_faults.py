@@ -305,6 +305,28 @@ def test_an_attempt_another_one_took_over_writes_no_further_checkpoint_or_record
     assert identical
 
 
+def test_an_attempt_taken_over_after_its_last_checkpoint_writes_no_record(fft3, tmp_path, monkeypatch):
+    # The takeover lands after the last epoch's checkpoint: no checkpoint write is left to notice it, so the record
+    # write itself must ask (without that, the old attempt wrote a done record over the new attempt's run).
+    from lnlbench import engine
+
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    run_dir = out / fft3.run_id
+    later = {"attempt": "later", "pid": 1, "host": "node-b", "slurm_job_id": "77_0"}
+    real = engine.atomic_torch_save
+
+    def save_then_lose_the_run(obj, path):
+        real(obj, path)
+        if Path(path).parent.name == "checkpoints" and obj.get("epoch") == fft3.hparams["epochs"] - 1:
+            write_json_atomic(run_dir / status.MARKER, later)
+
+    monkeypatch.setattr(engine, "atomic_torch_save", save_then_lose_the_run)
+    rec = execute(fft3, out, cache_dir=cache, device="cpu", verbose=False)
+    assert rec["status"] == "skipped" and "took over" in rec["error"], rec
+    assert not (run_dir / "result.json").exists()
+    assert json.loads((run_dir / status.MARKER).read_text()) == later
+
+
 # ----------------------------------------------------------------------------------- SIGKILL at seeded points ---
 # A child process runs the run with one function patched to SIGKILL itself at its k-th call; the points cover data
 # loading and cache writes (os.replace of the caches and the marker), every epoch (seed_epoch), checkpoint writes
