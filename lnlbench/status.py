@@ -243,7 +243,8 @@ def run_state(run_dir: Path, queued: set[str] | None = None) -> RunState:
         return RunState(run_dir.name, "interrupted", detail, config, record)
     if record is not None and record.get("status") == "failed":
         return RunState(run_dir.name, "failed", last_error_line(run_dir, record), config, record)
-    why = []
+    why = [f"{f.name} is unreadable (corrupt or not a JSON object); the run counts as not done, so a rerun "
+           f"recomputes it and replaces the file" for f in (rd.result, rd.config) if f.exists() and read_json(f) is None]
     submitted = read_json(run_dir / SUBMITTED)
     job = (submitted or {}).get("job_id")
     if submitted is not None and not job and claim_alive(submitted):

@@ -129,6 +129,15 @@ def test_status_shows_each_runs_noise_seed_and_the_epochs_its_checkpoint_holds(t
     assert re.search(r"pending\s+b{16}\s+lp digits sym 0.2 noise_seed 4 seed 0" + held, text), text
 
 
+def test_status_flags_a_corrupt_record_instead_of_a_silent_pending(tmp_path, capsys):
+    out = tmp_path / "out"
+    d = fake_run(out, "c" * 16)
+    (d / "result.json").write_text('{"status": "done", "metr')  # cut short, e.g. by a copy that did not finish
+    assert main(["status", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"pending\s+c{16}.*result.json is unreadable \(corrupt or not a JSON object\)", text), text
+
+
 def test_status_of_missing_dir_is_an_error(tmp_path, capsys):
     assert main(["status", str(tmp_path / "absent")]) == 2
     assert "not a directory" in capsys.readouterr().err
