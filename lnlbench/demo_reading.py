@@ -62,6 +62,25 @@ def budget_sentence(budgets: Mapping[str, Mapping[str, Any]], defaults: Mapping[
             "of what their defaults reach.")
 
 
+def _finetune_trajectory(records: list[dict], noise: str, rate: float) -> str:
+    """Why TURN trails its step 1 here, from its per-epoch test accuracy: how far fine-tuning fell, where it ended."""
+    curves = [[h["test_acc"] for h in rec["metrics"].get("history", []) if h.get("phase") == "finetune"]
+              for rec in records if rec.get("method") == "turn" and rec.get("status") == "done"
+              and rec["config"]["noise"] == noise and float(rec["config"]["rate"]) == rate]
+    curves = [c for c in curves if len(c) >= 2]
+    if not curves:
+        return ""
+    low = min(min(c) for c in curves)
+    rising = all(c[-1] > c[-2] for c in curves)
+    precisions = [p for rec in records if rec.get("method") == "turn" and rec.get("status") == "done"
+                  for p in [((rec["metrics"].get("selection") or {}).get("net1") or {}).get("final", {}).get("precision")]
+                  if isinstance(p, float)]
+    clean = f" (its selected subset was {statistics.fmean(precisions):.1%} clean)" if precisions else ""
+    return (f": fine-tuning the whole network first pulled its accuracy down to {low:.2f} and it was "
+            + (f"still rising at its last epoch, so it lacks fine-tuning epochs here{clean}" if rising
+               else f"no longer rising at its last epoch{clean}"))
+
+
 def turn_sentence(records: list[dict], accs: Mapping[tuple[str, float], Mapping[str, list[float]]]) -> str | None:
     """TURN against its own step 1 (`lp` on the same features), and whether its step-1 probe learned."""
     probes = [rec["metrics"].get("diagnostics", {}).get("probe", {}) for rec in records
@@ -75,8 +94,8 @@ def turn_sentence(records: list[dict], accs: Mapping[tuple[str, float], Mapping[
                 parts.append(f"TURN's fine-tuning on its selected subset added {100 * gap:.1f} points to its step 1 "
                              f"(lp) at {noise} {rate:.0%}")
             else:
-                parts.append(f"TURN ended {100 * -gap:.1f} points below its own step 1 (lp) at {noise} {rate:.0%}: "
-                             "its fine-tuning is one of the shortened budgets")
+                parts.append(f"TURN ended {100 * -gap:.1f} points below its own step 1 (lp) at {noise} {rate:.0%}"
+                             + _finetune_trajectory(records, noise, rate))
     if failed:
         parts.append(f"its step-1 probe did not learn in {len(failed)} of {len(probes)} runs (see the records)")
     return ("; ".join(parts) + ".") if parts else None

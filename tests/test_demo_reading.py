@@ -41,9 +41,14 @@ def test_shortened_budgets_are_named_against_the_defaults():
 
 
 def test_turn_is_read_against_its_own_step_one():
-    below = read_demo([rec("lp", 0, 0.80), rec("turn", 0, 0.75, probe_learned=False)],
-                      {"lp": {}, "turn": {"ft_epochs": 2}}, DEFAULTS)
+    turn = rec("turn", 0, 0.75, probe_learned=False)
+    turn["metrics"]["history"] = [{"phase": "linear_probe", "test_acc": 0.8}] + [
+        {"phase": "finetune", "test_acc": a} for a in (0.12, 0.40, 0.75)]
+    turn["metrics"]["selection"] = {"net1": {"final": {"precision": 0.95}}}
+    below = read_demo([rec("lp", 0, 0.80), turn], {"lp": {}, "turn": {"ft_epochs": 2}}, DEFAULTS)
     assert any("TURN ended 5.0 points below its own step 1 (lp)" in s for s in below)
+    assert any("pulled its accuracy down to 0.12 and it was still rising at its last epoch" in s for s in below)
+    assert any("its selected subset was 95.0% clean" in s for s in below)
     assert any("its step-1 probe did not learn in 1 of 1 runs" in s for s in below)
     above = read_demo([rec("lp", 0, 0.70), rec("turn", 0, 0.75)], {"lp": {}, "turn": {}}, DEFAULTS)
     assert any("added 5.0 points to its step 1" in s for s in above)
