@@ -28,6 +28,18 @@ class _CurrentStderr(logging.StreamHandler):
     def stream(self, value) -> None:  # logging.StreamHandler.__init__ assigns it
         pass
 
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write the line; while progress bars are on screen, above them (tqdm.write), not into them."""
+        tqdm_std = sys.modules.get("tqdm.std")  # only when bars were ever drawn: never imported just for this
+        bars = list(getattr(tqdm_std.tqdm, "_instances", ())) if tqdm_std is not None else []
+        for bar in bars:  # (tqdm.write would not clear them: a run's log tee is not the stream they draw on)
+            with contextlib.suppress(Exception):
+                bar.clear(nolock=True)
+        super().emit(record)
+        for bar in bars:
+            with contextlib.suppress(Exception):
+                bar.refresh(nolock=True)
+
 
 def get_logger(name: str = "") -> logging.Logger:
     """The `lnlbench.<name>` logger."""
