@@ -214,7 +214,10 @@ def test_contention_is_measured_from_what_other_processes_used(monkeypatch):
 def test_a_record_states_threads_and_contention(tmp_path):
     config = resolve_config(method="lp", hparams={"epochs": 1}, **TINY)
     rec = execute_run(config, tmp_path / "out", cache_dir=tmp_path / "cache", verbose=False)
-    assert rec["numerics"] == {"device_type": "cpu", "cpu_threads": torch.get_num_threads()}
+    from lnlbench.harness import OMP_WAIT_POLICY_AT_LOAD
+
+    assert rec["numerics"] == {"device_type": "cpu", "cpu_threads": torch.get_num_threads(),
+                               "omp_wait_policy": OMP_WAIT_POLICY_AT_LOAD}
     c = rec["cost"]["contention"]
     assert c["host_cpus"] >= 1 and c["threads"] == torch.get_num_threads()
     assert isinstance(rec["cost"]["contended"], bool)

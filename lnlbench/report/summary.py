@@ -24,11 +24,12 @@ def _times(slow: float, fast: float) -> str:
 
 def front_rows(groups: pd.DataFrame, cost: pd.DataFrame) -> dict[str, set[str]]:
     """Per setting, the row labels on the Pareto front of their device (lower wall-clock, higher accuracy)."""
-    acc = groups.set_index(["label", "setting"])["acc_mean"]
+    # by group, not by (label, setting): two groups may share a label (runs differing only in thread count)
+    acc = groups.set_index("group_key")["acc_mean"]
     out: dict[str, set[str]] = {}
     for (setting, _device), c in cost.groupby(["setting", "device"], sort=False):
         x = c["wall_mean"].to_numpy(float)
-        y = np.array([acc[(lab, setting)] for lab in c["label"]], dtype=float)
+        y = acc.reindex(c["group_key"]).to_numpy(float)
         ok = np.isfinite(x) & np.isfinite(y)
         labels = np.asarray(c["label"])[ok]
         out.setdefault(setting, set()).update(labels[pareto_front(x[ok], y[ok])])
