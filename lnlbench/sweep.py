@@ -400,11 +400,12 @@ def _methods(src: Source, data: dict, problems: Problems) -> list[MethodEntry]:
     if not isinstance(shared, dict):
         raise src.error(("hparams",), "expected a mapping {method: {hyperparameter: value or list}}")
     entries = []
-    for i, entry in enumerate(_list(src, "methods", data["methods"])):
+    items = _list(src, "methods", data["methods"])
+    for i, entry in enumerate(items):
         with problems.check():
             entries.append(_method(src, i, entry, registry, shared, problems))
-    listed = {e.name for e in entries} | {str(e.get("name") if isinstance(e, dict) else e) for e in data["methods"]
-                                          if isinstance(e, (str, dict))}
+    # every name written under `methods`, parsed or not (a bad entry is reported once, not again from `hparams`)
+    listed = {str(e.get("name") if isinstance(e, dict) else e) for e in items}
     for m in shared:
         if str(m) not in listed:
             problems.add(str(src.error(

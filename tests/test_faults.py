@@ -274,29 +274,39 @@ def test_a_full_output_disk_fails_naming_it_and_a_rerun_after_freeing_space_is_i
 
 
 # --------------------------------------------------------------------------- a stale attempt (issue 13, finding 7) ---
-def test_an_attempt_another_one_took_over_writes_no_further_checkpoint_or_record(fft3, reference, tmp_path,
-                                                                                  monkeypatch):
-    # Two attempts the lock cannot keep apart (two nodes without shared locks, a requeue that started elsewhere while
-    # the old step still trained): once the later one has claimed the run, the older one must write nothing more.
+LATER_ATTEMPT = {"attempt": "later", "pid": 1, "host": "node-b", "slurm_job_id": "77_0"}
+
+
+def run_taken_over_after_epoch(config: RunConfig, out: Path, cache: Path, epoch: int, monkeypatch) -> dict:
+    """Execute `config`; right after it checkpoints `epoch`, a later attempt claims the run (its running.json)."""
     from lnlbench import engine
 
-    out, cache = tmp_path / "out", tmp_path / "cache"
-    run_dir = out / fft3.run_id
-    later = {"attempt": "later", "pid": 1, "host": "node-b", "slurm_job_id": "77_0"}
+    run_dir = out / config.run_id
     real = engine.atomic_torch_save
 
     def save_then_lose_the_run(obj, path):
         real(obj, path)
-        if Path(path).parent.name == "checkpoints" and obj.get("epoch") == 0:
-            write_json_atomic(run_dir / status.MARKER, later)  # the later attempt claims the run
+        if Path(path).parent.name == "checkpoints" and obj.get("epoch") == epoch:
+            write_json_atomic(run_dir / status.MARKER, LATER_ATTEMPT)  # the later attempt claims the run
 
     monkeypatch.setattr(engine, "atomic_torch_save", save_then_lose_the_run)
-    rec = execute(fft3, out, cache_dir=cache, device="cpu", verbose=False)
-    monkeypatch.undo()
+    try:
+        return execute(config, out, cache_dir=cache, device="cpu", verbose=False)
+    finally:
+        monkeypatch.undo()
+
+
+def test_an_attempt_another_one_took_over_writes_no_further_checkpoint_or_record(fft3, reference, tmp_path,
+                                                                                  monkeypatch):
+    # Two attempts the lock cannot keep apart (two nodes without shared locks, a requeue that started elsewhere while
+    # the old step still trained): once the later one has claimed the run, the older one must write nothing more.
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    run_dir = out / fft3.run_id
+    rec = run_taken_over_after_epoch(fft3, out, cache, 0, monkeypatch)
     assert rec["status"] == "skipped" and "node-b:1 (slurm job 77_0) took over" in rec["error"], rec
     assert verified.read_manifest(run_dir / "checkpoints" / "finetune.pt")["current"]["epoch"] == 0
     assert not (run_dir / "result.json").exists()
-    assert json.loads((run_dir / status.MARKER).read_text()) == later  # the later attempt's marker is left alone
+    assert json.loads((run_dir / status.MARKER).read_text()) == LATER_ATTEMPT  # the later attempt's marker stays
     assert "took over this run; this attempt stops" in (run_dir / "log.txt").read_text()
     (run_dir / status.MARKER).unlink()  # the later attempt ended without finishing: a rerun resumes from epoch 2
     again = execute(fft3, out, cache_dir=cache, device="cpu", verbose=False)
@@ -308,23 +318,11 @@ def test_an_attempt_another_one_took_over_writes_no_further_checkpoint_or_record
 def test_an_attempt_taken_over_after_its_last_checkpoint_writes_no_record(fft3, tmp_path, monkeypatch):
     # The takeover lands after the last epoch's checkpoint: no checkpoint write is left to notice it, so the record
     # write itself must ask (without that, the old attempt wrote a done record over the new attempt's run).
-    from lnlbench import engine
-
     out, cache = tmp_path / "out", tmp_path / "cache"
-    run_dir = out / fft3.run_id
-    later = {"attempt": "later", "pid": 1, "host": "node-b", "slurm_job_id": "77_0"}
-    real = engine.atomic_torch_save
-
-    def save_then_lose_the_run(obj, path):
-        real(obj, path)
-        if Path(path).parent.name == "checkpoints" and obj.get("epoch") == fft3.hparams["epochs"] - 1:
-            write_json_atomic(run_dir / status.MARKER, later)
-
-    monkeypatch.setattr(engine, "atomic_torch_save", save_then_lose_the_run)
-    rec = execute(fft3, out, cache_dir=cache, device="cpu", verbose=False)
+    rec = run_taken_over_after_epoch(fft3, out, cache, fft3.hparams["epochs"] - 1, monkeypatch)
     assert rec["status"] == "skipped" and "took over" in rec["error"], rec
-    assert not (run_dir / "result.json").exists()
-    assert json.loads((run_dir / status.MARKER).read_text()) == later
+    assert not (out / fft3.run_id / "result.json").exists()
+    assert json.loads((out / fft3.run_id / status.MARKER).read_text()) == LATER_ATTEMPT
 
 
 # ----------------------------------------------------------------------------------- SIGKILL at seeded points ---
