@@ -19,6 +19,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from lnlbench.hashing import canonical_json, json_digest
 
 if TYPE_CHECKING:
@@ -61,6 +63,10 @@ def content_fingerprint(data: Dataset) -> str:
         h.update(data.noisy_train_labels.numpy().astype("int64").tobytes())
     for name, split in sorted((data.extra.get("eval_splits") or {}).items()):
         _update_split(h, f"eval:{name}", split)
+    indices = data.extra.get("train_indices")  # a training subset: which images of the full set (lnlbench.data.subset)
+    if indices is not None:
+        h.update(f"train_indices:{data.extra.get('full_train_size')}".encode())
+        h.update(np.asarray(indices).astype("<i8").tobytes())
     return h.hexdigest()
 
 

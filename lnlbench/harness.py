@@ -57,6 +57,11 @@ def make_noisy_labels(
         kwargs["images"] = data.train.images
     if config.noise == "file":
         kwargs["path"] = Path(config.noise_file or "")
+    if "variant" in config.noise_options:  # cifar10n / cifar100n: the label file and which of its label sets
+        kwargs["path"] = Path(config.noise_file or "")
+        kwargs["variant"] = config.noise_options["variant"]
+    if data.extra.get("train_indices") is not None:  # a training subset: original indices, for index-aligned files
+        kwargs["indices"] = data.extra["train_indices"]
     if "asym_map" in config.noise_options:
         kwargs["asym_map"] = {int(k): int(v) for k, v in config.noise_options["asym_map"].items()}
     if config.noise == "real":

@@ -41,6 +41,7 @@ def resolve_config(
     data_root: str | None = None,
     noise_file: str | None = None,
     noise_map: str | None = None,
+    noise_variant: str | None = None,
     amp: str = "auto",
     compile: bool = False,
     cache_dir: Path | None = None,
@@ -54,6 +55,8 @@ def resolve_config(
     unset: the config is checked but its id is provisional (a dry run on a machine without the data or weights).
     `data_fingerprint`, when given, is the fingerprint of this dataset computed already (a sweep computes it once
     per dataset entry instead of walking the data root for every run).
+    `noise_variant` picks the label set of a CIFAR-N model (`cifar10n` worse, ...); its label file is `noise_file`
+    or found in the data root, and with `content` its alignment with the training images is checked here.
     """
     from lnlbench.data.base import load_dataset
     from lnlbench.fingerprint import dataset_fingerprint
@@ -92,6 +95,17 @@ def resolve_config(
     if noise_map:
         with problems.check():
             noise_options["asym_map"] = {str(k): v for k, v in read_asym_map(Path(noise_map)).items()}
+    from lnlbench.noise import cifar_n
+
+    if cifar_n.is_cifar_n(noise):
+        with problems.check():
+            noise_options["variant"] = cifar_n.check_variant(noise, noise_variant)
+        with problems.check():
+            noise_file = str(cifar_n.find_label_file(noise, data_root, noise_file))
+            noise_options["file_sha256"] = file_sha256(Path(noise_file))
+    elif noise_variant is not None:
+        problems.add(f"noise model {noise!r} has no variants; drop --variant {noise_variant} (variants belong to "
+                     f"{', '.join(cifar_n.CIFAR_N)})")
     problems.raise_any()
 
     import timm
@@ -121,6 +135,11 @@ def resolve_config(
             dataset, data_root, dataset_options, default_cache_dir() if cache_dir is None else cache_dir,
             load=lambda: load_dataset(dataset, data_root, **dataset_options),
         )
+        if cifar_n.is_cifar_n(noise):  # before any training: the file's clean labels must match the images
+            cifar_n.check_alignment(
+                noise, Path(str(noise_file)), noise_options["variant"], fingerprint,
+                load=lambda: load_dataset(dataset, data_root, **dataset_options),
+            )
     return RunConfig(
         dataset=dataset,
         noise=noise,

@@ -23,7 +23,7 @@ from lnlbench.config import DEFAULT_BACKBONE, DEFAULT_WEIGHTS, LOCAL_PATH_OPTION
 TOP_KEYS = {
     "name": "a label for the sweep (SLURM job name)",
     "datasets": "list of dataset names or {name, data_root, options}",
-    "noise": "list of [model, rate] pairs or {model, rate | rates, file, map}",
+    "noise": "list of [model, rate] pairs or {model, rate | rates, file, map, variant | variants}",
     "noise_seeds": "seeds of the noisy labels (int or list)",
     "methods": "list of method names or {name, hparams}",
     "hparams": "per-method overrides {method: {key: value or list}}",
@@ -37,7 +37,7 @@ TOP_KEYS = {
 DATASET_KEYS = {"name", "data_root", "options"}
 # Dataset options that are local paths: resolved from the sweep file's directory like data_root, and left out of the
 # run id (lnlbench.config.RunConfig.identity) so the same run has the same id on every machine.
-NOISE_KEYS = {"model", "rate", "rates", "file", "map"}
+NOISE_KEYS = {"model", "rate", "rates", "file", "map", "variant", "variants"}
 METHOD_KEYS = {"name", "hparams"}
 BACKBONE_KEYS = {"name", "weights", "image_size"}
 LAUNCHER_KEYS = {
@@ -138,6 +138,7 @@ class NoiseEntry:
     rate: float
     file: str | None = None
     map: str | None = None
+    variant: str | None = None  # CIFAR-N label set (cifar10n: aggre, worse, ...)
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,7 @@ class Sweep:
                     dataset=ds.name, noise=nz.model, rate=nz.rate, method=method.name, noise_seed=nseed,
                     seed=seed, backbone=bb.name, weights=bb.weights, image_size=bb.image_size, hparams=hp,
                     dataset_options=ds.options, data_root=ds.data_root, noise_file=nz.file, noise_map=nz.map,
-                    amp=self.amp, compile=self.compile, cache_dir=cache_dir,
+                    noise_variant=nz.variant, amp=self.amp, compile=self.compile, cache_dir=cache_dir,
                 )
                 where = (ds.name, ds.data_root, str(ds.options), bb.name, bb.weights)
                 try:
@@ -209,7 +210,8 @@ class Sweep:
                         self.provisional[cfg.run_id] = str(exc)
                 except ConfigError as exc:
                     raise ConfigError(
-                        f"{method.where or self.path}: run ({ds.name}, {nz.model} {nz.rate}, {method.name} {hp}, "
+                        f"{method.where or self.path}: run ({ds.name}, {nz.model} "
+                        f"{nz.rate if nz.variant is None else nz.variant}, {method.name} {hp}, "
                         f"{bb.name}, seed {seed}): {exc}"
                     ) from None
                 configs.setdefault(cfg.run_id, cfg)
@@ -373,9 +375,12 @@ def _noise(src: Source, i: int, entry: Any, base: Path) -> list[NoiseEntry]:
     _check_keys(src, keys, entry, NOISE_KEYS)
     model = str(entry["model"])
     try:
-        noise_registry().get(model)
+        noise_model = noise_registry().get(model)
     except ConfigError as exc:
         raise src.error((*keys, "model") if (*keys, "model") in src.lines else keys, str(exc)) from None
+    variants = _noise_variants(src, keys, model, entry)
+    if not noise_model.uses_rate and "rate" not in entry and "rates" not in entry:
+        entry = {**entry, "rate": 0.0}  # the model ignores the rate (file, cifar10n): it need not be written
     if ("rate" in entry) == ("rates" in entry):
         raise src.error(keys, "give exactly one of `rate: 0.4` or `rates: [0.2, 0.4]`")
     rates = entry["rates"] if "rates" in entry else [entry["rate"]]
@@ -387,8 +392,30 @@ def _noise(src: Source, i: int, entry: Any, base: Path) -> list[NoiseEntry]:
             rate = check_rate(r)
         except ConfigError as exc:
             raise src.error((*keys, "rates" if "rates" in entry else "rate"), str(exc)) from None
-        out.append(NoiseEntry(model, rate, _path(entry.get("file"), base), _path(entry.get("map"), base)))
+        for variant in variants:
+            out.append(NoiseEntry(model, rate, _path(entry.get("file"), base), _path(entry.get("map"), base), variant))
     return out
+
+
+def _noise_variants(src: Source, keys: tuple, model: str, entry: dict) -> list[str | None]:
+    """The entry's `variant: worse` or `variants: [worse, aggre]`, checked against the model ([None]: none)."""
+    from lnlbench.noise import cifar_n
+
+    if "variant" in entry and "variants" in entry:
+        raise src.error(keys, "give one of `variant: worse` or `variants: [worse, aggre]`, not both")
+    where = (*keys, "variants" if "variants" in entry else "variant")
+    written = entry["variants"] if "variants" in entry else [entry["variant"]] if "variant" in entry else [None]
+    if not isinstance(written, list) or not written:
+        raise src.error(where, "expected a non-empty list of variant names, e.g. [worse, aggre]")
+    if not cifar_n.is_cifar_n(model):
+        if written != [None]:
+            raise src.error(where, f"noise model {model!r} has no variants; remove this "
+                                   f"(variants belong to {', '.join(cifar_n.CIFAR_N)})")
+        return [None]
+    try:
+        return [cifar_n.check_variant(model, None if v is None else str(v)) for v in written]
+    except ConfigError as exc:
+        raise src.error(where if where in src.lines else keys, str(exc)) from None
 
 
 def _methods(src: Source, data: dict, problems: Problems) -> list[MethodEntry]:

@@ -34,6 +34,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_backbones)
     p = sub.add_parser("noise", help="make (or load) noisy labels and print their realized rate and transition matrix")
     add_run_arguments(p)
+    p.add_argument("--variant", default=None, help="label set of a CIFAR-N noise model, e.g. --noise cifar10n "
+                   "--variant worse")
     p.add_argument("--cache-dir", default=None, help="cache of noisy labels (default: ~/.cache/lnlbench)")
     p.add_argument("--json", action="store_true", help="print an object with realized_rate, labels_sha256, ...")
     p.set_defaults(func=cmd_noise)
@@ -53,9 +55,13 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 def cmd_noise_models(args: argparse.Namespace) -> int:
     from lnlbench.plugin_manager import noise_registry
 
+    from lnlbench.noise.cifar_n import CIFAR_N, CITATION, LICENCE, RELEASE
+
     registry = noise_registry()
     for name in registry.names():
         print(f"{name:<14} {registry.get(name).description}")
+        if name in CIFAR_N:  # real human labels: whose they are and on what terms
+            print(f"{'':<14} citation: {CITATION}\n{'':<14} licence: {LICENCE}; labels: {RELEASE}")
     return 0
 
 
@@ -129,7 +135,7 @@ def cmd_noise(args: argparse.Namespace) -> int:
     config = resolve_config(
         dataset=args.dataset, noise=args.noise, rate=args.rate, method="lp", noise_seed=args.noise_seed,
         dataset_options=parse_set(args.option), data_root=args.data_root, noise_file=args.noise_file,
-        noise_map=args.noise_map,
+        noise_map=args.noise_map, noise_variant=args.variant,
     )
     data = load_dataset(args.dataset, args.data_root, download=args.download, **config.dataset_options)
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
@@ -137,10 +143,15 @@ def cmd_noise(args: argparse.Namespace) -> int:
     info = noisy.to_json()
     info["dataset"] = args.dataset
     info["classes"] = data.classes
+    if "variant" in config.noise_options:
+        info["variant"] = config.noise_options["variant"]
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    print(f"{args.dataset}: {args.noise} at rate {args.rate}, noise seed {args.noise_seed}")
+    if "variant" in config.noise_options:
+        print(f"{args.dataset}: {args.noise} variant {config.noise_options['variant']} ({config.noise_file})")
+    else:
+        print(f"{args.dataset}: {args.noise} at rate {args.rate}, noise seed {args.noise_seed}")
     print(f"realized noise rate: {noisy.realized_rate:.4f} over {len(noisy.labels)} labels")
     print(f"labels sha256: {noisy.sha256}")
     print("realized transition matrix (rows: clean class, columns: noisy label):")

@@ -15,6 +15,8 @@ from lnlbench.config import DEFAULT_BACKBONE, DEFAULT_WEIGHTS
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="train one method on noisy labels and test it on the clean test set")
     add_run_arguments(p)
+    p.add_argument("--variant", default=None, help="label set of a CIFAR-N noise model, e.g. --noise cifar10n "
+                   "--variant worse (see `lnlbench noise-models`)")
     p.add_argument("--method", required=True, help="method name (see `lnlbench methods`)")
     p.add_argument("--backbone", default=DEFAULT_BACKBONE, help="timm architecture (default: %(default)s)")
     p.add_argument("--weights", default=DEFAULT_WEIGHTS, help="packaged | timm | random | PATH (default: %(default)s)")
@@ -55,6 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             data_root=args.data_root,
             noise_file=args.noise_file,
             noise_map=args.noise_map,
+            noise_variant=args.variant,
             amp=args.amp,
             compile=args.compile,
             cache_dir=Path(args.cache_dir) if args.cache_dir else None,

@@ -391,13 +391,37 @@ def load_cifar(data_root: Path | None, layout: CifarLayout, download: bool) -> D
     return read_cifar(directory, layout)
 
 
-@register_dataset("cifar10", "CIFAR-10 (10 classes, 32x32), official python layout cifar-10-batches-py/")
-def load_cifar10(data_root: Path | None, download: bool = False) -> Dataset:
-    """CIFAR-10 from `data_root/cifar-10-batches-py` (or `data_root` itself)."""
-    return load_cifar(data_root, CIFAR10, download)
+def load_cifar_subset(
+    data_root: Path | None, layout: CifarLayout, download: bool, per_class: int | None, subset: str | None
+) -> Dataset:
+    """`load_cifar`, then the training subset the options ask for (samples keep their original index)."""
+    from lnlbench.data.subset import check_subset_options, subset_indices, take_training_subset
+
+    check_subset_options(layout.name, per_class, subset)  # a bad option fails before any image is read
+    data = load_cifar(data_root, layout, download)
+    return take_training_subset(data, subset_indices(layout.name, data.train.labels.numpy(), per_class, subset))
 
 
-@register_dataset("cifar100", "CIFAR-100 (100 classes in 20 super-classes, 32x32), official layout cifar-100-python/")
-def load_cifar100(data_root: Path | None, download: bool = False) -> Dataset:
-    """CIFAR-100 from `data_root/cifar-100-python` (or `data_root` itself), with super-classes from coarse labels."""
-    return load_cifar(data_root, CIFAR100, download)
+@register_dataset(
+    "cifar10",
+    "CIFAR-10 (10 classes, 32x32), official python layout cifar-10-batches-py/; options per_class=N (the first N "
+    "training images of each class) or subset=first:N, keeping original indices",
+)
+def load_cifar10(
+    data_root: Path | None, download: bool = False, per_class: int | None = None, subset: str | None = None
+) -> Dataset:
+    """CIFAR-10 from `data_root/cifar-10-batches-py` (or `data_root` itself), optionally a training subset."""
+    return load_cifar_subset(data_root, CIFAR10, download, per_class, subset)
+
+
+@register_dataset(
+    "cifar100",
+    "CIFAR-100 (100 classes in 20 super-classes, 32x32), official layout cifar-100-python/; options per_class=N "
+    "or subset=first:N, keeping original indices",
+)
+def load_cifar100(
+    data_root: Path | None, download: bool = False, per_class: int | None = None, subset: str | None = None
+) -> Dataset:
+    """CIFAR-100 from `data_root/cifar-100-python` (or `data_root` itself), with super-classes from coarse labels,
+    optionally a training subset."""
+    return load_cifar_subset(data_root, CIFAR100, download, per_class, subset)

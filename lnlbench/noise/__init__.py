@@ -3,7 +3,7 @@
 `NOISE_MODELS` lists them (`lnlbench noise-models`); importing this package registers every built-in model.
 """
 
-from lnlbench.noise import files, idn, synthetic  # noqa: F401  (imports fill NOISE_MODELS)
+from lnlbench.noise import cifar_n, files, idn, synthetic  # noqa: F401  (imports fill NOISE_MODELS)
 from lnlbench.noise.base import (
     NOISE_MODELS,
     NoiseInputs,

@@ -68,7 +68,9 @@ class NoiseInputs:
     dataset_name: str | None = None  # asym: "cifar10" selects the classic CIFAR-10 map
     superclasses: Sequence[int] | None = None  # asym: coarse class of each fine class (CIFAR-100)
     asym_map: dict[int, int] | None = None  # asym: an explicit {clean class: noisy class} map
-    path: str | Path | None = None  # file: where the noisy labels are
+    path: str | Path | None = None  # file, cifar10n, cifar100n: where the noisy labels are
+    variant: str | None = None  # cifar10n, cifar100n: which of the file's label sets (e.g. "worse")
+    indices: Any = None  # file, cifar10n, cifar100n: each training sample's index in the full set (a subset's)
 
 
 # make(clean, num_classes, rate, rng, inputs) -> noisy labels (int64 array)

@@ -115,17 +115,40 @@ def _file_cache_extras(inputs: NoiseInputs, num_classes: int) -> dict[str, Any]:
     return {"file_sha256": file_sha256(file)}
 
 
+def _file_cache_extras_with_subset(inputs: NoiseInputs, num_classes: int) -> dict[str, Any]:
+    from lnlbench.noise.base import labels_sha256
+
+    extras = _file_cache_extras(inputs, num_classes)
+    if inputs.indices is not None:
+        extras["indices_sha256"] = labels_sha256(inputs.indices)
+    return extras
+
+
 @register_noise_model(
     "file",
     "noisy labels read from a file (.npy, .pt or .csv: one label per sample, or a CSV column label/noisy_label); "
+    "with a training subset, a file for the full set is indexed by the samples' original indices; "
     "the rate is ignored",
     uses_rate=False,
-    cache_extras=_file_cache_extras,
+    cache_extras=_file_cache_extras_with_subset,
 )
 def labels_from_file(
     clean: np.ndarray, num_classes: int, rate: float, rng: np.random.Generator, inputs: NoiseInputs
 ) -> np.ndarray:
-    return as_labels(read_label_file(inputs.path), num_classes, f"noisy labels in {inputs.path}", n=clean.shape[0])
+    labels = read_label_file(inputs.path)
+    n = clean.shape[0]
+    if inputs.indices is not None and np.shape(labels)[:1] != (n,):
+        # a training subset (lnlbench.data.subset) and a file for the full set: take each sample's original index
+        full = as_labels(labels, num_classes, f"noisy labels in {inputs.path}")
+        index = np.asarray(inputs.indices, dtype=np.int64)
+        if index.size and index.max() >= full.shape[0]:
+            raise DataError(
+                f"noisy labels in {inputs.path} hold {full.shape[0]} labels, but the training subset uses original "
+                f"index {int(index.max())}; give one label per image of the full training set, or one per sample "
+                f"of the subset"
+            )
+        return full[index]
+    return as_labels(labels, num_classes, f"noisy labels in {inputs.path}", n=n)
 
 
 def _map_int(value: Any, file: Path, where: str) -> int:

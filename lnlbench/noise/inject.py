@@ -40,18 +40,21 @@ def inject_noise(
     superclasses: Sequence[int] | None = None,
     asym_map: dict[int, int] | None = None,
     path: str | Path | None = None,
+    variant: str | None = None,
+    indices: Any = None,
 ) -> NoisyLabels:
     """Noisy labels from noise model `model`, deterministic in (clean labels, rate, seed and the model's inputs).
 
     `images` is used by `idn`; `dataset_name`, `superclasses` and `asym_map` by `asym`; `path` by `file` (which
-    ignores `rate`). Unknown models, bad rates and missing inputs raise ConfigError; bad labels raise DataError.
+    ignores `rate`); `path`, `variant` and `indices` (a subset's original training indices) by `cifar10n`/`cifar100n`
+    (`indices` also by `file`). Unknown models, bad rates and missing inputs raise ConfigError; bad labels raise DataError.
     """
     noise_model = noise_registry().get(model)
     num_classes = check_num_classes(num_classes)
     rate = rate_for(noise_model, rate)
     seed = check_seed(seed)
     clean = as_labels(clean_labels, num_classes, "clean labels")
-    inputs = NoiseInputs(images, dataset_name, superclasses, asym_map, path)
+    inputs = NoiseInputs(images, dataset_name, superclasses, asym_map, path, variant, indices)
     noisy = noise_model.make(clean, num_classes, rate, noise_rng(seed), inputs)
     return make_record(clean, noisy, num_classes, model, rate, seed)
 
