@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,9 @@ from lnlbench.losses import per_sample_loss
 
 if TYPE_CHECKING:  # the context brings timm; hyperparameter readers import this module without it
     from lnlbench.context import MethodContext
+
+# A per-sample loss that may need the samples' indices: (logits, labels, sample indices) -> per-sample losses.
+SampleLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -239,11 +242,14 @@ def train_steps(
     aug: torch.Generator | None = None,
     loss: str = "ce",
     gce_q: float = 0.7,
+    loss_fn: SampleLoss | None = None,
 ) -> tuple[torch.Tensor, int]:
     """The fine-tuning hot loop: one optimiser step per batch of sample indices, `labels` already on the device.
 
-    Returns the summed loss as a device tensor and the number of images seen; nothing in the loop waits for the
-    device (no `.item()`, no host copy of a result), so the host queues the next step while the device runs this one.
+    `loss_fn(logits, labels, indices)`, when given, replaces the named `loss`: it returns per-sample losses and may
+    keep per-sample state (ELR's targets). Returns the summed loss as a device tensor and the number of images seen;
+    nothing in the loop waits for the device (no `.item()`, no host copy of a result), so the host queues the next
+    step while the device runs this one.
     """
     dev = batcher.device
     total = torch.zeros((), device=dev)
@@ -252,7 +258,11 @@ def train_steps(
         xb = batcher.batch(idx, aug)
         with precision.autocast(dev):
             logits = model(xb)
-        batch_loss = per_sample_loss(loss, logits, labels[engine.to_device(idx, dev)], gce_q).mean()
+        idx_dev = engine.to_device(idx, dev)
+        if loss_fn is None:
+            batch_loss = per_sample_loss(loss, logits, labels[idx_dev], gce_q).mean()
+        else:
+            batch_loss = loss_fn(logits, labels[idx_dev], idx_dev).mean()
         opt.zero_grad(set_to_none=True)
         scaler.scale(batch_loss).backward()
         scaler.step(opt)
@@ -273,15 +283,22 @@ def finetune(
     augment: bool = True,
     loss: str = "ce",
     gce_q: float = 0.7,
+    loss_fn: SampleLoss | None = None,
+    extra_state: dict[str, Any] | None = None,
 ) -> torch.nn.Module:
-    """Fine-tune every parameter of `model` on the samples `indices` with `labels` (indexed like the train set)."""
+    """Fine-tune every parameter of `model` on the samples `indices` with `labels` (indexed like the train set).
+
+    `loss_fn` replaces the named `loss` (see `train_steps`); `extra_state` adds objects to the epoch checkpoint (a
+    loss's per-sample state), so a resumed run restores them with the model.
+    """
     dev = ctx.device
     per_epoch = len(indices) if ctx.samples_per_epoch is None else min(ctx.samples_per_epoch, len(indices))
     steps = math.ceil(per_epoch / settings.batch_size)
     opt, sched = settings.build(model.parameters(), steps)
     scaler = torch.amp.GradScaler(enabled=ctx.precision.amp_dtype == torch.float16)
     labels_dev = labels.to(dev)
-    for epoch in ctx.epochs(phase, settings.epochs, {"model": model, "opt": opt, "sched": sched}):
+    state = {"model": model, "opt": opt, "sched": sched, **(extra_state or {})}
+    for epoch in ctx.epochs(phase, settings.epochs, state):
         model.train()
         aug = ctx.rng(phase, "augment", epoch) if augment else None
         epoch_idx = ctx.epoch_indices(indices, labels, phase, epoch)
@@ -290,7 +307,7 @@ def finetune(
             desc=f"{phase} epoch {epoch + 1}/{settings.epochs}",
         )
         total, seen = train_steps(model, ctx.train, batches, labels_dev, opt, sched, scaler, ctx.precision, aug,
-                                  loss, gce_q)
+                                  loss, gce_q, loss_fn)
         ctx.images_seen += seen
         train_loss = engine.check_finite(total / max(len(epoch_idx), 1), phase, epoch)
         acc = ctx.evaluate(model)

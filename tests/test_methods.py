@@ -426,6 +426,7 @@ E2E = {
              {"features", "linear_probe", "select", "finetune"}),
     "coteaching": ({"epochs": 1, "batch_size": 256}, {"train"}),
     "dividemix": ({"epochs": 2, "batch_size": 128}, {"warmup", "divide", "train"}),
+    "jocor": ({"epochs": 2, "batch_size": 256}, {"train"}),
 }
 
 

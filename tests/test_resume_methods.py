@@ -24,6 +24,10 @@ TINY: dict[str, dict] = {
     "turn": {"lp_epochs": 2, "ft_epochs": 2, "ft_batch_size": 256},
     "coteaching": {"epochs": 2, "batch_size": 256},
     "dividemix": {"epochs": 4, "batch_size": 128},
+    "gce": {"epochs": 2, "batch_size": 256},
+    "sce": {"epochs": 2, "batch_size": 256},
+    "elr": {"epochs": 2, "batch_size": 256},
+    "jocor": {"epochs": 2, "batch_size": 256},
 }
 # (method, phase whose first epoch the run is stopped after)
 CASES = [
@@ -34,6 +38,10 @@ CASES = [
     ("coteaching", "train"),
     ("dividemix", "warmup"),
     ("dividemix", "train"),
+    ("gce", "finetune"),
+    ("sce", "finetune"),
+    ("elr", "finetune"),
+    ("jocor", "train"),
 ]
 
 
