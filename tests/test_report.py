@@ -131,7 +131,7 @@ def test_markdown_table_matches_hand_computed_cells(report):
     md = (out / f"{TABLE}.md").read_text()
     assert "| method | sym 20% | sym 50% | asym 40% |" in md
     assert "| fft | 94.00 ± 1.73 | 72.00 ± 2.83 (n=2) | **93.00 ± 2.00** |" in md
-    assert "| lp (lr=0.01) | 80.00 (n=1) | – | – |" in md
+    assert "| lp (lr=0.01) | 80.00 (1 seed) | – | – |" in md
     assert "| lp (lr=0.1) | 92.00 ± 2.00 | 82.00 ± 2.65 | 86.00 ± 1.00 |" in md
     assert "| turn | **96.00 ± 1.00** | **91.00 ± 1.41 (n=2)** | 90.00 ± 2.00 |" in md
     assert "final-epoch test accuracy" in md and "ddof=1" in md and "fewer than 3 runs" in md
@@ -181,7 +181,7 @@ def test_latex_is_booktabs_with_bold_best(report):
     assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
     assert "\\textbf{96.00 $\\pm$ 1.00}" in tex
     assert "sym 20\\%" in tex and "tf\\_efficientnet\\_lite0" in tex
-    assert "lp (lr=0.01) & 80.00 (n=1) & -- & -- \\\\" in tex
+    assert "lp (lr=0.01) & 80.00 (1 seed) & -- & -- \\\\" in tex
 
 
 def test_cost_table_splits_devices_and_counts_gpu_hours(report):
@@ -393,8 +393,8 @@ def test_runs_of_different_lnlbench_versions_or_epochs_are_not_averaged(tmp_path
     summary = build_report([root], tmp_path / "out", make_plots=False)
     assert summary.n_groups == 4
     md = (tmp_path / "out" / f"{TABLE}.md").read_text()
-    assert "| lp (lnlbench=0.1.0) | **90.00** |" in md and "| lp (lnlbench=0.2.0) | 80.00 |" in md
-    assert "| fft (epochs=10) | 70.00 |" in md and "| fft (epochs=20) | 60.00 |" in md
+    assert "| lp (lnlbench=0.1.0) | **90.00 (1 seed)** |" in md and "| lp (lnlbench=0.2.0) | 80.00 (1 seed) |" in md
+    assert "| fft (epochs=10) | 70.00 (1 seed) |" in md and "| fft (epochs=20) | 60.00 (1 seed) |" in md
     assert sum("separate rows" in w for w in summary.warnings) == 2
 
 

@@ -190,10 +190,12 @@ def build_report(
               "skipped" + (f"; {plural(len(warnings), 'warning')} below." if warnings else "."))
     summary_lines = [
         f"Accuracy shown: {aggregate.ACCURACY_LABELS[accuracy]}.",
-        "Cells: mean ± sample standard deviation (ddof=1; none for a single run) over runs that differ only in "
+        "Cells: mean ± sample standard deviation (ddof=1; a single run is marked (1 seed)) over runs that differ only in "
         "training seed or noise seed (a fresh draw of noisy labels of the same model and rate; cells pooling several "
         "draws are named in the warnings). Runs that differ in anything else (hyperparameters, epochs, resolution, "
-        "weights, lnlbench version) are never averaged together.",
+        "weights, lnlbench version) are never averaged together. The CSV tables add each cell's 95% interval "
+        "(t over seeds, mean ± t·s/√n); the per-setting leaderboard names the rows whose intervals overlap, which "
+        "those seeds cannot order.",
         "Colours: one per method in every plot and every report (variants of a method share its colour and differ "
         "in marker, line style or hatching).",
     ]

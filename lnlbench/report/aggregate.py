@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lnlbench.report.intervals import add_intervals
+
 ACCURACY_COLUMNS = {"final": "acc_final", "best": "acc_best"}
 ACCURACY_LABELS = {
     "final": "final-epoch test accuracy",
@@ -38,7 +40,7 @@ def _sorted_unique(values: pd.Series) -> list:
 
 
 def group_runs(runs: pd.DataFrame, accuracy: str) -> pd.DataFrame:
-    """One row per group of repetitions: accuracy mean/std/n, provenance, selection means, devices."""
+    """One row per group of repetitions: accuracy mean/std/n and 95% interval, provenance, selection means, devices."""
     col = ACCURACY_COLUMNS[accuracy]
     g = runs.groupby("group_key", sort=False)
     agg = g.agg(
@@ -66,7 +68,7 @@ def group_runs(runs: pd.DataFrame, accuracy: str) -> pd.DataFrame:
         agg = agg.join(g[sel_cols].mean())
     agg["setting"] = [setting_label(n, r) for n, r in zip(agg["noise"], agg["rate"])]
     agg["setting_order"] = [setting_order(n, r) for n, r in zip(agg["noise"], agg["rate"])]
-    return agg.reset_index()
+    return add_intervals(agg).reset_index()
 
 
 def _short_value(value_json: str) -> str:

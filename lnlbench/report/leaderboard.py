@@ -1,6 +1,8 @@
 """Leaderboards: rows ranked per setting, and overall by their average rank across settings.
 
-Ranks are computed on the accuracy as displayed (percent, 2 decimals); ties share the average of their ranks.
+Ranks are computed on the mean accuracy as displayed (percent, 2 decimals); equal means share the average of their
+ranks. Per setting, each row also names the rows whose 95% interval over seeds overlaps its own (`intervals.ties`):
+the ranks those seeds cannot separate.
 Overall, rows covering more settings come first, then lower average rank: an average over fewer settings is not
 comparable with one over more.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from lnlbench.report import intervals
 from lnlbench.report.aggregate import summarize_hparams
 from lnlbench.report.tables import DASH, Cell, Table, accuracy_cell
 
@@ -39,6 +42,8 @@ def rank_settings(t: pd.DataFrame) -> pd.DataFrame:
             "method": t["method"],
             "acc_mean": t["acc_mean"],
             "acc_std": t["acc_std"],
+            "ci_low": t["ci_low"],
+            "ci_high": t["ci_high"],
             "runs": t["n"],
             "wall_clock_s_mean": t["wall_mean"],
             "device": [_devices(d) for d in t["devices"]],
@@ -50,7 +55,19 @@ def rank_settings(t: pd.DataFrame) -> pd.DataFrame:
             "labels_sha256": [" ".join(s[:HASH_CHARS] for s in v) for v in t["labels_sha256"]],
         }
     )
-    return out.sort_values(["setting_order", "rank", "wall_clock_s_mean", "row"], kind="stable").reset_index(drop=True)
+    out = out.sort_values(["setting_order", "rank", "wall_clock_s_mean", "row"], kind="stable").reset_index(drop=True)
+    out["tied_with"] = ""
+    for _, ranked in out.groupby("setting_order", sort=False):
+        for idx, others in zip(ranked.index, intervals.ties(ranked)):
+            out.at[idx, "tied_with"] = tie_text(ranked, others, int(out.at[idx, "runs"]))
+    return out
+
+
+def tie_text(ranked: pd.DataFrame, others: list[int], runs: int) -> str:
+    """'1, 3' (the ranks of the rows whose 95% interval overlaps this one's), 'none', or why it cannot be said."""
+    if runs < 2:
+        return "unknown (1 seed)"
+    return ", ".join(f"{ranked['rank'].iloc[j]:g}" for j in others) or "none"
 
 
 def rank_overall(per_setting: pd.DataFrame) -> pd.DataFrame:
@@ -127,6 +144,7 @@ def setting_table(per: pd.DataFrame, requested: int) -> Table:
             Cell(r.row, r.row),
             Cell(accuracy_cell(r.acc_mean, r.acc_std, r.runs, requested), 100 * r.acc_mean),
             Cell(str(int(r.runs)), int(r.runs)),
+            Cell(r.tied_with, r.tied_with),
             _num(r.wall_clock_s_mean, ".1f"),
             Cell(r.device, r.device),
             Cell(r.lnlbench, r.lnlbench),
@@ -138,10 +156,11 @@ def setting_table(per: pd.DataFrame, requested: int) -> Table:
     ]
     return Table(
         title=f"{dataset} · {backbone}: ranking per setting",
-        caption=(f"{dataset} · {backbone}: rows ranked within each setting by accuracy as shown (ties share the "
-                 "average rank and are listed cheapest first)."),
-        columns=["setting", "rank", "method", "accuracy", "runs", "wall-clock s/run", "device", "lnlbench",
-                 "hparams", "hparams hash", "noisy labels sha256"],
+        caption=(f"{dataset} · {backbone}: rows ranked within each setting by mean accuracy as shown (equal means "
+                 "share the average rank and are listed cheapest first). 'tied with' names the ranks whose 95% "
+                 "interval over seeds (t) overlaps the row's: the seeds cannot order those rows."),
+        columns=["setting", "rank", "method", "accuracy", "runs", "tied with", "wall-clock s/run", "device",
+                 "lnlbench", "hparams", "hparams hash", "noisy labels sha256"],
         rows=rows,
-        align=["l", "r", "l", "r", "r", "r", "l", "l", "l", "l", "l"],
+        align=["l", "r", "l", "r", "r", "l", "r", "l", "l", "l", "l", "l"],
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from lnlbench.report.intervals import overlaps
 from lnlbench.report.plots import pareto_front
 from lnlbench.report.tables import plural
 
@@ -73,11 +74,29 @@ def reading(groups: pd.DataFrame, cost: pd.DataFrame, overall: pd.DataFrame, set
     if stds.empty:
         lines.append("Every cell holds one run: the spread over seeds is unknown, so small differences may be noise.")
     else:
-        ranked = widest.sort_values("acc_mean", ascending=False)
-        gap = 100 * (ranked["acc_mean"].iloc[0] - ranked["acc_mean"].iloc[1]) if len(ranked) > 1 else float("nan")
-        median = 100 * float(stds.median())
-        verdict = "larger" if gap > median else "not larger"
-        lines.append(f"Median standard deviation over seeds: {median:.2f} points; the gap between the two most "
-                     f"accurate rows ({gap:.2f} points) is {verdict} than that." if np.isfinite(gap) else
-                     f"Median standard deviation over seeds: {median:.2f} points.")
+        lines.append(separation_sentence(groups, settings))
     return lines
+
+
+def _interval(row: pd.Series) -> str:
+    return f"{100 * row['ci_low']:.2f}–{100 * row['ci_high']:.2f}"
+
+
+def separation_sentence(groups: pd.DataFrame, settings: list[str]) -> str:
+    """Per setting, whether the 95% intervals over seeds separate the most accurate row from the runner-up."""
+    parts = []
+    for s in settings:
+        cell = groups[groups["setting"] == s].sort_values("acc_mean", ascending=False)
+        if len(cell) < 2:
+            continue
+        first, second = cell.iloc[0], cell.iloc[1]
+        pair = f"{first['label']} over {second['label']}"
+        if first["n"] < 2 or second["n"] < 2:
+            parts.append(f"{s}: {pair} rests on one seed, unknown")
+        elif overlaps((first["ci_low"], first["ci_high"]), (second["ci_low"], second["ci_high"])):
+            parts.append(f"{s}: {pair} not supported ({_interval(first)} and {_interval(second)} overlap)")
+        else:
+            parts.append(f"{s}: {pair} supported ({_interval(first)} against {_interval(second)})")
+    if not parts:
+        return "No setting holds two rows to compare."
+    return ("Is the most accurate row ahead of the next, by 95% intervals over seeds (t)? " + "; ".join(parts) + ".")

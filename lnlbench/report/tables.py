@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from lnlbench.report import intervals
 from lnlbench.report.aggregate import ACCURACY_LABELS, fmt_pct
 
 DASH = "–"
@@ -38,11 +39,13 @@ def _finite(x: object) -> bool:
 
 
 def accuracy_cell(mean: float, std: float, n: int, requested: int) -> str:
-    """'92.00 ± 2.00', '80.00' for one run, with ' (n=2)' when fewer runs than requested."""
+    """'92.00 ± 2.00'; ' (n=2)' when fewer runs than requested; '80.00 (1 seed)' for one run, which has no spread."""
     text = fmt_pct(mean)
     if n > 1 and _finite(std):
         text += f" ± {fmt_pct(std)}"
-    if n < requested:
+    if n == 1:
+        text += " (1 seed)"
+    elif n < requested:
         text += f" (n={n})"
     return text
 
@@ -58,7 +61,8 @@ def accuracy_caption(dataset: str, backbone: str, accuracy: str, requested: int,
     spread = ("mean ± sample standard deviation (ddof=1) over runs that differ only in seed" if requested > 1 or
               requested_given else "one run per cell (no spread over seeds)")
     short = f"; (n=k) marks cells with fewer than {plural(requested, 'run')} ({why})" if requested > 1 else ""
-    return f"{dataset} · {backbone}: {ACCURACY_LABELS[accuracy]} (%), {spread}; best per column in bold{short}."
+    return (f"{dataset} · {backbone}: {ACCURACY_LABELS[accuracy]} (%), {spread}; best per column in bold{short}; "
+            "(1 seed) marks a cell whose spread is unknown. 95% intervals (t over seeds) are in the CSV.")
 
 
 def best_flags(groups: pd.DataFrame) -> pd.Series:
@@ -125,6 +129,9 @@ def accuracy_csv(t: pd.DataFrame, accuracy: str, requested: int) -> pd.DataFrame
             "accuracy": accuracy,
             "acc_mean_pct": (100 * t["acc_mean"]).round(4),
             "acc_std_pct": (100 * t["acc_std"]).round(4),
+            "ci95_low_pct": (100 * t["ci_low"]).round(4),
+            "ci95_high_pct": (100 * t["ci_high"]).round(4),
+            "interval": [intervals.METHOD if n > 1 else "none: 1 seed" for n in t["n"]],
             "n": t["n"],
             "n_requested": requested,
             "noise_draws": [len(v) for v in t["noise_seeds"]],
