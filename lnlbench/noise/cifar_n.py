@@ -124,13 +124,21 @@ def _load_safely(path: Path) -> Any:
     except ImportError:  # numpy 1
         from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
     allowed = [
-        (_reconstruct, "numpy.core.multiarray._reconstruct"),
+        (_reconstruct, "numpy.core.multiarray._reconstruct"),  # as the released files name it
+        _reconstruct,  # as numpy 2 names it in files saved today
         np.ndarray,
         np.dtype,
         type(np.dtype(np.int64)),  # numpy.dtypes.Int64DType: how an int64 array's dtype is rebuilt
     ]
     with torch.serialization.safe_globals(allowed):
         return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _reason(error: Exception) -> str:
+    """The line of torch's long weights-only message that names what was refused (else its first line)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    named = [line for line in lines if "global" in line.lower() or "got <" in line]
+    return (named or lines or [""])[0].split(". Please use", 1)[0][:300]  # not torch's advice to trust the file
 
 
 _FILES: dict[tuple[str, int, int], dict[str, np.ndarray]] = {}  # (path, size, mtime) -> checked arrays
@@ -148,9 +156,8 @@ def read_cifar_n_file(model: str, path: str | Path, variant: str) -> dict[str, n
         try:
             _FILES[memo_key] = _load_safely(file)
         except Exception as error:  # torch raises several types for unreadable or unsafe pickles
-            first = str(error).strip().splitlines()[-1] if str(error).strip() else ""
             raise ConfigError(
-                f"{file} is not a CIFAR-N label file that loads safely ({type(error).__name__}: {first[:300]}); "
+                f"{file} is not a CIFAR-N label file that loads safely ({type(error).__name__}: {_reason(error)}); "
                 f"nothing from it was run; {fix}"
             ) from None
     content = _FILES[memo_key]
