@@ -57,7 +57,9 @@ def model_kwargs(model: str, images: np.ndarray, tmp_path) -> dict:
 
 
 def test_registry_lists_every_model_with_a_description():
-    assert NOISE_MODELS.names() == ["asym", "file", "idn", "pairflip", "real", "sym", "sym-dividemix"]
+    assert NOISE_MODELS.names() == [
+        "asym", "cifar100n", "cifar10n", "file", "idn", "pairflip", "real", "sym", "sym-dividemix"
+    ]
     for name in NOISE_MODELS:
         description = NOISE_MODELS.get(name).description
         assert description and "\n" not in description
@@ -66,7 +68,7 @@ def test_registry_lists_every_model_with_a_description():
 
 
 def test_unknown_model_lists_valid_names(clean):
-    with pytest.raises(ConfigError, match="valid names: asym, file, idn, pairflip, real, sym, sym-dividemix"):
+    with pytest.raises(ConfigError, match="valid names: asym, cifar100n, cifar10n, file, idn, pairflip, real, sym, sym-dividemix"):
         inject_noise("gaussian", clean, C, 0.2, 0)
 
 
