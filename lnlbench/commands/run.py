@@ -90,8 +90,9 @@ def cmd_run(args: argparse.Namespace) -> int:
               + f"  traceback: {path.parent / 'traceback.txt'}", file=sys.stderr)
         return 1
     m = record["metrics"]
+    setting = config.noise_options.get("variant", config.rate)  # a CIFAR-N variant says more than its ignored rate
     print(
-        f"{config.method} on {config.dataset} ({config.noise} {config.rate}): test_acc {m['test_acc']:.4f} "
+        f"{config.method} on {config.dataset} ({config.noise} {setting}): test_acc {m['test_acc']:.4f} "
         f"(best epoch {m['test_acc_best']:.4f}), {record['cost']['wall_clock_s']:.1f} s on {record['cost']['device']}"
     )
     for warning in m.get("diagnostics", {}).get("warnings", []):
