@@ -113,6 +113,34 @@ def test_class_interleaved_mini_fails_alignment(cache, option):
 
 
 @needs_shared
+@pytest.mark.skipif(not MINI.is_dir(), reason="../shared/data/cifar10-mini is not beside this checkout")
+def test_run_refuses_misaligned_images_before_anything_is_written(cache, tmp_path):
+    # cifar10-mini's first 1,000 images are the official first 1,000; 100 per class reaches past them
+    out = tmp_path / "runs"
+    code, _, err = cli("run", "--dataset", "cifar10", "--data-root", str(MINI), "--option", "per_class=100", "--noise",
+                       "cifar10n", "--variant", "aggre", "--noise-file", str(C10N), "--method", "lp", "--image-size",
+                       "32", "--out", str(out))
+    assert code == 2 and "not in the official cifar10 order" in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+@needs_shared
+@pytest.mark.skipif(not MINI.is_dir(), reason="../shared/data/cifar10-mini is not beside this checkout")
+def test_a_subset_inside_the_official_part_of_mini_is_accepted(cache):
+    """cifar10-mini's first batch (1,000 images) is in the official order: 20 per class stay inside it and align."""
+    from lnlbench.data.base import load_dataset
+
+    idx = load_dataset("cifar10", MINI, per_class=20).extra["train_indices"]
+    assert idx.max() < 1000
+    code, out, err = cli("noise", "--dataset", "cifar10", "--data-root", str(MINI), "--option", "per_class=20",
+                         "--noise", "cifar10n", "--variant", "worse", "--noise-file", str(C10N), "--json")
+    assert code == 0, err
+    labels = read_cifar_n_file("cifar10n", C10N, "worse")
+    assert json.loads(out)["realized_rate"] == pytest.approx(
+        float(np.mean(labels["worse_label"][idx] != labels["clean_label"][idx])))
+
+
+@needs_shared
 def test_misaligned_labels_fail_even_when_lengths_agree():
     clean = read_cifar_n_file("cifar10n", C10N, "worse")["clean_label"]
     shuffled = np.random.default_rng(0).permutation(clean)
