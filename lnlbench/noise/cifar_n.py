@@ -91,7 +91,8 @@ def check_variant(model: str, variant: str | None) -> str:
 
 
 def find_label_file(model: str, data_root: str | Path | None, noise_file: str | Path | None) -> Path:
-    """The CIFAR-N label file: `noise_file` if given, else `FILE` in the data root (or its `cifar-n/` folder)."""
+    """The CIFAR-N label file: `noise_file` if given, else `FILE` in the data root or its `cifar-n/` folder, or in
+    the folder holding the data root or its `cifar-n/` folder."""
     source = CIFAR_N[model]
     if noise_file:
         path = Path(noise_file).expanduser()
@@ -103,7 +104,10 @@ def find_label_file(model: str, data_root: str | Path | None, noise_file: str | 
     looked: list[Path] = []
     if data_root:
         root = Path(data_root).expanduser()
-        looked = [root / source.file_name, root / "cifar-n" / source.file_name, root.parent / source.file_name]
+        looked = [  # the data root, its cifar-n/ folder, and the same beside it (e.g. ../shared/data/cifar-n)
+            root / source.file_name, root / "cifar-n" / source.file_name,
+            root.parent / source.file_name, root.parent / "cifar-n" / source.file_name,
+        ]
         for path in looked:
             if path.is_file():
                 return path
@@ -213,8 +217,8 @@ def aligned_labels(
         if clean.shape[0] != source.train_size:
             raise ConfigError(
                 f"{not_official}: the dataset has {clean.shape[0]} training images, {file.name} labels "
-                f"{source.train_size}; {source.official_order_hint} (add --option per_class=N or "
-                f"--option subset=first:N for fewer images)"
+                f"{source.train_size}; {source.official_order_hint} (with that set, --option per_class=N or "
+                f"--option subset=first:N takes fewer images, each keeping its index)"
             )
         index = np.arange(clean.shape[0])
     else:
