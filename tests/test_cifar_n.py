@@ -316,3 +316,24 @@ def test_noise_models_show_the_cifar_n_citation_and_licence():
     block = out[out.index("cifar10n"):]
     assert "Learning with Noisy Labels Revisited: A Study Using Real-World Human Annotations" in block
     assert "ICLR 2022" in block and "CC BY-NC 4.0" in block
+
+
+@needs_shared
+def test_sweep_resolves_variants_on_an_official_subset_and_refuses_a_misordered_root(official_root, cache, tmp_path):
+    from lnlbench.sweep import load_sweep
+
+    def sweep_for(root: Path, per_class: int) -> Path:
+        path = tmp_path / f"{root.name}.yaml"
+        path.write_text(
+            f"datasets:\n  - {{name: cifar10, data_root: {root}, options: {{per_class: {per_class}}}}}\n"
+            f"noise:\n  - {{model: cifar10n, variants: [worse, aggre], file: {C10N}}}\n"
+            "methods: [lp]\nbackbones: [{name: tf_efficientnet_lite0, image_size: 32}]\n"
+        )
+        return path
+
+    runs = load_sweep(sweep_for(official_root, 500)).runs(cache)
+    assert sorted(r.noise_options["variant"] for r in runs) == ["aggre", "worse"]
+    assert len({r.run_id for r in runs}) == 2 and len({r.data_fingerprint for r in runs}) == 1
+    if MINI.is_dir():
+        with pytest.raises(ConfigError, match="cifar10n worse.*not in the official cifar10 order"):
+            load_sweep(sweep_for(MINI, 100)).runs(cache)  # past mini's official-order first batch
