@@ -5,6 +5,8 @@
 #
 #   bash benchmarks/gpu_check.sh --out gpu_check.json
 #   bash benchmarks/gpu_check.sh --data-root ../shared/data/cifar10-mini --out gpu_check.json
+#   bash benchmarks/gpu_check.sh --quick --out q.json # under 3 minutes: torch.compile, the default, the DivideMix
+#                                                     # step's host syncs and GPU-busy share, TURN's feature rate
 #   bash benchmarks/gpu_check.sh --dry-run            # CPU, tiny model: checks the code paths
 #
 # Python: $PYTHON if set, else the checkout's .venv, else python3 (lnlbench need not be installed: the script
@@ -21,4 +23,6 @@ export PYTHONUNBUFFERED=1
 if command -v nvidia-smi >/dev/null 2>&1; then
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader || true
 fi
-exec timeout --signal=INT --kill-after=20 480 "$py" benchmarks/gpu_check.py "$@"
+limit=480
+for arg in "$@"; do [[ "$arg" == "--quick" ]] && limit=170; done
+exec timeout --signal=INT --kill-after=10 "$limit" "$py" benchmarks/gpu_check.py "$@"

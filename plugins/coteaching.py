@@ -125,13 +125,15 @@ def coteaching_step(
     full noisy label vector. Network 1 ranks network 2's batch and network 2 trains on network 1's small-loss
     picks, and vice versa. With `shared` both networks get batch 0 (`batches[1]`, `inputs[1]` are ignored): the
     official single-batch scheme, one forward per network, each ranking on its own training logits. Returns the
-    sample indices each network selected (for its peer) and the two training losses (detached, left on the device:
-    no host sync per step).
+    sample indices each network selected (for its peer, on the labels' device) and the two training losses
+    (detached, left on the device: no host sync per step).
     """
     net1, net2 = nets
     b1, b2 = batches
     x1, x2 = inputs
-    y1, y2 = labels[b1.to(labels.device)], labels[b2.to(labels.device)]
+    dev = labels.device
+    b1, b2 = engine.to_device(b1, dev), engine.to_device(b2, dev)  # from pinned memory, without blocking
+    y1, y2 = labels[b1], labels[b2]
     if shared:
         b2, x2, y2 = b1, x1, y1
         with autocast():
@@ -161,8 +163,8 @@ def coteaching_step(
         else:
             loss.backward()
             opt.step()
-    selected_by_1 = b2[pick_by_1.cpu()]
-    selected_by_2 = b1[pick_by_2.cpu()]
+    selected_by_1 = b2[pick_by_1]  # on the device: reading them back here would make the host wait every step
+    selected_by_2 = b1[pick_by_2]
     return (selected_by_1, selected_by_2), (loss1.detach(), loss2.detach())
 
 
@@ -259,7 +261,7 @@ class CoTeaching(Method):
                                                drop_last, desc=f"train epoch {epoch + 1}/{epochs}" if i == 0 else None)
                           for i in (0, 1)]
                 augs = [ctx.rng("train", "augment", i, epoch) if hp["augment"] else None for i in (0, 1)]
-                chosen = [torch.zeros(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)]
+                chosen = [torch.zeros(n, dtype=torch.bool, device=ctx.device) for _ in (0, 1)]
                 totals = torch.zeros(2, device=ctx.device)
                 seen = 0
                 for b1, b2 in zip(*orders):

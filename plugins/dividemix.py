@@ -181,10 +181,27 @@ def divide(losses: torch.Tensor, history: list[torch.Tensor], hp: dict, seed: in
     return fit.clean_prob.float(), fit
 
 
-def _cycle(indices: torch.Tensor, generator: torch.Generator):
-    """Endless shuffled passes over `indices` (the unlabelled loader's re-created iterator)."""
-    while True:
-        yield from indices[torch.randperm(len(indices), generator=generator)]
+class _Cycle:
+    """Endless shuffled passes over `indices` (the unlabelled loader's re-created iterator), taken a batch at a time:
+    `take(b)` returns the next b of the stream, crossing into a fresh shuffle when a pass runs out (the same
+    sequence as drawing them one by one, without a Python step per sample)."""
+
+    def __init__(self, indices: torch.Tensor, generator: torch.Generator) -> None:
+        self.indices, self.generator = indices, generator
+        self.pass_ = indices[:0]
+        self.pos = 0
+
+    def take(self, b: int) -> torch.Tensor:
+        parts = []
+        while b > 0:
+            if self.pos == len(self.pass_):
+                self.pass_ = self.indices[torch.randperm(len(self.indices), generator=self.generator)]
+                self.pos = 0
+            part = self.pass_[self.pos : self.pos + b]
+            self.pos += len(part)
+            b -= len(part)
+            parts.append(part)
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 
 def _batches(indices: torch.Tensor, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
@@ -318,7 +335,7 @@ class DivideMix(Method):
                                             desc=f"warmup net{i + 1} epoch {epoch + 1}", unit="batch"):
                         with ctx.precision.autocast(ctx.device):
                             logits = net(ctx.train.batch(idx, aug))
-                        loss = F.cross_entropy(logits.float(), labels[idx.to(ctx.device)])
+                        loss = F.cross_entropy(logits.float(), labels[engine.to_device(idx, ctx.device)])
                         full = loss + negative_entropy(logits) if hp["conf_penalty"] else loss
                         step(opt, full)
                         total += loss.detach() * len(idx)
@@ -406,6 +423,48 @@ class DivideMix(Method):
         return out
 
     @staticmethod
+    def train_step(
+        ctx: MethodContext,
+        net: torch.nn.Module,
+        peer: torch.nn.Module,
+        bx: torch.Tensor,
+        bu: torch.Tensor,
+        aug: torch.Generator | None,
+        labels: torch.Tensor,
+        prob: torch.Tensor,
+        lamb: float,
+        hp: dict,
+    ) -> torch.Tensor:
+        """The loss of one DivideMix step for `net` (before its optimiser step): co-guessing with the peer on the
+        unlabelled batch `bu`, co-refinement of the labelled batch `bx` with the peer's clean probabilities `prob`,
+        MixMatch and the semi-supervised loss with unlabelled weight `lamb`. `labels` and `prob` are on the device;
+        nothing here makes the host wait for it (see benchmarks/gpu_check.py's DivideMix sync check)."""
+        dev = ctx.device
+        b = len(bx)
+        x, x2 = ctx.train.batch(bx, aug), ctx.train.batch(bx, aug)
+        u, u2 = (ctx.train.batch(bu, aug), ctx.train.batch(bu, aug)) if len(bu) else (x[:0], x[:0])
+        bx_dev = engine.to_device(bx, dev)
+        y = F.one_hot(labels[bx_dev], ctx.num_classes).float()
+        w = prob[bx_dev]
+        with torch.no_grad(), ctx.precision.autocast(dev):
+            if len(bu):
+                # label co-guessing: both networks, both augmentations
+                p_u = [torch.softmax(m(v).float(), 1) for m in (net, peer) for v in (u, u2)]
+                targets_u = co_guess(p_u, hp["T"])
+            else:
+                targets_u = y[:0]
+            # label co-refinement with the peer's clean probability
+            p_x = (torch.softmax(net(x).float(), 1) + torch.softmax(net(x2).float(), 1)) / 2
+            targets_x = co_refine(y, w, p_x, hp["T"])
+        all_inputs = torch.cat([x, x2, u, u2])
+        all_targets = torch.cat([targets_x, targets_x, targets_u, targets_u])
+        mixed_input, mixed_target, _ = mix(all_inputs, all_targets, hp["alpha"])
+        with ctx.precision.autocast(dev):
+            logits = net(mixed_input).float()
+        lx, lu = semi_loss(logits[: 2 * b], mixed_target[: 2 * b], logits[2 * b :], mixed_target[2 * b :])
+        return lx + lamb * lu + uniform_prior_penalty(logits)
+
+    @staticmethod
     def _train_one(
         ctx: MethodContext,
         net: torch.nn.Module,
@@ -431,36 +490,17 @@ class DivideMix(Method):
         if not batches:
             return 0.0  # nothing labelled (or a single sample): this network skips the epoch; see labeled_sizes
         aug = ctx.rng("train", "augment", index, epoch) if hp["augment"] else None
-        u_stream = _cycle(unlabeled, ctx.rng("train", "unlabeled", index, epoch)) if len(unlabeled) else None
-        num_classes = ctx.num_classes
+        u_stream = _Cycle(unlabeled, ctx.rng("train", "unlabeled", index, epoch)) if len(unlabeled) else None
+        # on the device once per epoch: a step indexes them there, without a blocking copy
+        prob_dev = peer_prob.to(dev)
         total, seen = torch.zeros((), device=dev), 0
         num_iter = len(batches)
         for batch_idx, bx in enumerate(progress.bar(batches, desc=f"train net{index + 1} epoch {epoch + 1}",
                                                     unit="batch")):
             b = len(bx)
-            bu = torch.stack([next(u_stream) for _ in range(b)]) if u_stream is not None else bx[:0]
-            x, x2 = ctx.train.batch(bx, aug), ctx.train.batch(bx, aug)
-            u, u2 = (ctx.train.batch(bu, aug), ctx.train.batch(bu, aug)) if len(bu) else (x[:0], x[:0])
-            y = F.one_hot(labels[bx.to(dev)], num_classes).float()
-            w = peer_prob[bx].to(dev)
-            with torch.no_grad(), ctx.precision.autocast(dev):
-                if len(bu):
-                    # label co-guessing: both networks, both augmentations
-                    p_u = [torch.softmax(m(v).float(), 1) for m in (net, peer) for v in (u, u2)]
-                    targets_u = co_guess(p_u, hp["T"])
-                else:
-                    targets_u = y[:0]
-                # label co-refinement with the peer's clean probability
-                p_x = (torch.softmax(net(x).float(), 1) + torch.softmax(net(x2).float(), 1)) / 2
-                targets_x = co_refine(y, w, p_x, hp["T"])
-            all_inputs = torch.cat([x, x2, u, u2])
-            all_targets = torch.cat([targets_x, targets_x, targets_u, targets_u])
-            mixed_input, mixed_target, _ = mix(all_inputs, all_targets, hp["alpha"])
-            with ctx.precision.autocast(dev):
-                logits = net(mixed_input).float()
-            lx, lu = semi_loss(logits[: 2 * b], mixed_target[: 2 * b], logits[2 * b :], mixed_target[2 * b :])
+            bu = u_stream.take(b) if u_stream is not None else bx[:0]
             lamb = linear_rampup(epoch + batch_idx / num_iter, warmup, rampup, hp["lambda_u"])
-            loss = lx + lamb * lu + uniform_prior_penalty(logits)
+            loss = DivideMix.train_step(ctx, net, peer, bx, bu, aug, labels, prob_dev, lamb, hp)
             step(opt, loss)
             total += loss.detach() * b
             seen += b

@@ -46,6 +46,50 @@ def test_dry_run_measures_every_variant(gpu_check, tmp_path):
     assert 0 < flops["forward"] < flops["counted_forward_backward"] <= flops["train_3x"] * 1.01
     assert payload["bf16_matmul_tflops"] > 0
     assert payload["env"]["device"].startswith("cpu")
+    graphs = [r for r in payload["variants"] if r["variant"]["compile_mode"] == "reduce-overhead"]
+    assert graphs and "error" not in graphs[0]
+    dm = payload["methods"]["dividemix_step"]
+    assert dm["disallowed"] == {} and dm["finite_loss"] and dm["step_ms"] > 0 and dm["gpu_busy"] is None
+    assert "emulation" in dm["sync_check"]
+    feats = payload["methods"]["turn_features"]
+    assert feats["images_per_s"] > 0 and feats["feature_dim"] == 1280  # EfficientNet-Lite0's pooled features
+
+
+def test_dividemix_sync_check_catches_a_host_read_in_the_step(gpu_check, tmp_path, monkeypatch, capsys):
+    """A step that reads its loss back (a host sync on CUDA) fails the dry run, named by file and function."""
+    from lnlbench_plugins.dividemix import DivideMix
+
+    original = DivideMix.train_step
+
+    def reads_its_loss(*args, **kwargs):
+        loss = original(*args, **kwargs)
+        loss.item()
+        return loss
+
+    monkeypatch.setattr(DivideMix, "train_step", staticmethod(reads_its_loss))
+    out = tmp_path / "sync.json"
+    assert gpu_check.main([*FAST, "--variants", "0", "--out", str(out)]) == 1
+    disallowed = json.loads(out.read_text())["methods"]["dividemix_step"]["disallowed"]
+    assert any("reads_its_loss" in site and "(item)" in site for site in disallowed), disallowed
+    assert "makes the host wait" in capsys.readouterr().err
+
+
+def test_host_reads_sees_reads_and_restores_tensor(gpu_check):
+    t = torch.ones(3)
+    before = (torch.Tensor.item, torch.Tensor.__bool__, torch.nonzero)
+    reads = gpu_check.host_reads(lambda: (t.sum().item(), t.tolist(), torch.nonzero(t), bool(t[0])))
+    kinds = sorted(site.rsplit("(", 1)[1] for site in reads)
+    assert kinds == ["__bool__)", "item)", "tolist)", "torch.nonzero)"]
+    assert (torch.Tensor.item, torch.Tensor.__bool__, torch.nonzero) == before  # restored
+    assert gpu_check.host_reads(lambda: t + 1) == {}
+
+
+def test_quick_runs_compile_and_default_then_the_method_checks(gpu_check, tmp_path):
+    out = tmp_path / "quick.json"
+    assert gpu_check.main([*FAST, "--quick", "--out", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert [r["index"] for r in payload["variants"]] == list(gpu_check.QUICK_VARIANTS)
+    assert set(payload["methods"]) == {"dividemix_step", "turn_features"}
 
 
 def test_budget_skips_variants_and_still_writes_json(gpu_check, tmp_path):
@@ -54,6 +98,7 @@ def test_budget_skips_variants_and_still_writes_json(gpu_check, tmp_path):
     payload = json.loads(out.read_text())
     assert len(payload["variants"]) == len(gpu_check.VARIANTS)
     assert all("skipped" in r for r in payload["variants"])
+    assert all("skipped" in r for r in payload["methods"].values())
 
 
 @pytest.mark.skipif(not CIFAR_MINI.is_dir(), reason="../shared/data/cifar10-mini is not beside this checkout")
