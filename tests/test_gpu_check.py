@@ -140,3 +140,34 @@ def test_kernel_intervals_keep_cuda_kernels_only(gpu_check):
 
 def test_shell_wrapper_parses():
     assert subprocess.run(["bash", "-n", str(REPO / "benchmarks" / "gpu_check.sh")]).returncode == 0
+
+
+FULL_SCALE = REPO / "benchmarks" / "full_scale_gpu.sh"
+
+
+def _full_scale(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(FULL_SCALE), *args], capture_output=True, text=True, timeout=600,
+                          env={**__import__("os").environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"})
+
+
+def test_full_scale_dry_run_records_and_resumes(tmp_path):
+    """The full-scale script's dry run (fft alone, digits at 16 px, one epoch) leaves a record and a summary under
+    --out; a second attempt from a copy of that folder finds the run done and launches nothing."""
+    first = _full_scale("--dry-run", "--methods", "fft", "--out", str(tmp_path / "a"))
+    assert first.returncode == 0, first.stderr[-2000:]
+    rows = (tmp_path / "a" / "summary.tsv").read_text().splitlines()
+    assert rows[0].startswith("method\tstatus") and rows[1].startswith("fft\tdone\t1\t"), rows
+    second = _full_scale("--dry-run", "--methods", "fft", "--out", str(tmp_path / "b"), "--resume-from",
+                         str(tmp_path / "a"))
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "1 done" in second.stdout, second.stdout
+    # a relaunched run would have a new wall-clock: the same summary means the record was carried, not redone
+    assert (tmp_path / "b" / "summary.tsv").read_text() == (tmp_path / "a" / "summary.tsv").read_text()
+
+
+def test_full_scale_refuses_bad_arguments(tmp_path):
+    assert _full_scale("--dry-run").returncode == 2  # no --out
+    bad = _full_scale("--dry-run", "--out", str(tmp_path / "x"), "--methods", "nosuch")
+    assert bad.returncode != 0 and "nosuch" in bad.stderr
+    assert not (tmp_path / "x" / "runs").exists()  # nothing launched
+    assert _full_scale("--dry-run", "--out", str(tmp_path / "y"), "--time-s", "soon").returncode == 2

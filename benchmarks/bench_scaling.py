@@ -1,0 +1,83 @@
+"""How each method's cost grows with the work: one-epoch runs at 1,000, 2,000 and 5,000 training images, at two
+resolutions, fitted to time = a + b * n^k.
+
+The runs are those of `bench_method_efficiency.py` (one epoch; DivideMix one warm-up and one training epoch) on
+subsets of the real cifar10-mini training images (seed 0; the test set fixed at N_TEST images, so its per-epoch
+evaluation is part of the fixed cost), timed by the method's own phases (`cost.method_s`). k is fitted with a >= 0
+and b >= 0 (a grid over k, least squares for a and b); with three sizes the fit passes through the points, so the
+local slope between the two largest sizes (log t ratio / log n ratio) is printed beside it. Peak memory is the run's
+own (`cost.peak_mem_mb`: resident set on the CPU, allocated GPU memory on CUDA; lnlbench.memory).
+
+Cost: about 7 minutes on 2 cores at 32 px for the five built-in methods, four times that at 64 px. Pick with
+LNLBENCH_BENCH_METHODS=fft,turn (default: every registered method) and LNLBENCH_SCALING_SIZES=32 (default 32,64).
+
+Run: pytest benchmarks/bench_scaling.py --benchmark-only
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import benchkit
+import numpy as np
+from bench_method_efficiency import methods, one_epoch_config, run
+
+from lnlbench.errors import ConfigError
+
+SIZES = (1000, 2000, 5000)
+N_TEST = 128
+K_GRID = np.linspace(0.3, 2.5, 221)
+
+
+def image_sizes() -> list[int]:
+    raw = os.environ.get("LNLBENCH_SCALING_SIZES", "32,64")
+    try:
+        return [int(x) for x in raw.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"LNLBENCH_SCALING_SIZES={raw!r} must be pixel sizes separated by commas, e.g. 32,64")
+
+
+def fit_power(n: list[float], t: list[float]) -> tuple[float, float, float]:
+    """(a, b, k) of t = a + b n^k with a, b >= 0, least squares over a grid of k."""
+    n_arr, t_arr = np.asarray(n, float), np.asarray(t, float)
+    best = (math.inf, 0.0, 0.0, 1.0)
+    for k in K_GRID:
+        x = n_arr**k
+        design = np.stack([np.ones_like(x), x], 1)
+        (a, b), *_ = np.linalg.lstsq(design, t_arr, rcond=None)
+        if a < 0:  # the fixed cost cannot be negative: fit the power alone
+            a, b = 0.0, float(x @ t_arr / (x @ x))
+        b = max(b, 0.0)
+        err = float(((a + b * x - t_arr) ** 2).sum())
+        if err < best[0]:
+            best = (err, float(a), float(b), float(k))
+    return best[1], best[2], best[3]
+
+
+def test_cost_scales_with_images(benchmark, tmp_path, figures):
+    names = methods()
+    px_list = image_sizes()
+    timings: dict[tuple[str, int], list[dict]] = {}
+
+    def measure() -> None:
+        run(one_epoch_config("fft", SIZES[0], N_TEST, px_list[0]), tmp_path / "warm-up")  # first-call costs
+        for px in px_list:
+            for n in SIZES:
+                for m in names:
+                    cost = run(one_epoch_config(m, n, N_TEST, px), tmp_path / f"{m}-{px}-{n}")["cost"]
+                    timings.setdefault((m, px), []).append(cost)
+
+    benchmark.pedantic(measure, rounds=1, iterations=1)
+    figures(f"data: {benchkit.source_name()}, {'/'.join(map(str, SIZES))} train / {N_TEST} test images, one epoch "
+            f"per point; {benchkit.BACKBONE}; {benchkit.machine()}")
+    for (m, px), costs in timings.items():
+        t = [c["method_s"] for c in costs]
+        a, b, k = fit_power(list(SIZES), t)
+        local = math.log(t[-1] / t[-2]) / math.log(SIZES[-1] / SIZES[-2])
+        mem = "/".join(f"{c.get('peak_mem_mb', float('nan')):.0f}" for c in costs)
+        figures(f"{m:<11} {px:>3} px: " + ", ".join(f"{n} -> {s:6.2f} s" for n, s in zip(SIZES, t))
+                + f"; fit a + b n^k: k = {k:.2f}, fixed a = {a:.2f} s; slope {SIZES[-2]}->{SIZES[-1]}: {local:.2f}; "
+                f"peak memory MB {mem}")
+        benchmark.extra_info[f"{m}@{px}"] = {"seconds": t, "a": a, "b": b, "k": k, "local_slope": local,
+                                             "peak_mem_mb": [c.get("peak_mem_mb") for c in costs]}
