@@ -230,8 +230,10 @@ def relative_gap(a: float, b: float) -> float:
 
 
 def describe(value: float) -> str:
-    """FLOPs in G or T."""
-    return f"{value / 1e12:.2f} TFLOP" if value >= 1e12 else f"{value / 1e9:.1f} GFLOP"
+    """FLOPs in M, G or T."""
+    if value >= 1e12:
+        return f"{value / 1e12:.2f} TFLOP"
+    return f"{value / 1e9:.1f} GFLOP" if value >= 1e9 else f"{value / 1e6:.1f} MFLOP"
 
 
 __all__: list[Any] = [
