@@ -16,6 +16,8 @@ COMMAND_MODULES = [
     "lnlbench.commands.sweep",
     "lnlbench.commands.report",
     "lnlbench.commands.prepare",
+    "lnlbench.commands.check_plugin",
+    "lnlbench.commands.export",
 ]
 
 

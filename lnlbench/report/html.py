@@ -211,3 +211,10 @@ def write_html(
     path = out / "index.html"
     path.write_text("\n".join(parts) + "\n", encoding="utf-8")
     return path
+
+
+def add_nav_link(index: Path, href: str, text: str) -> None:
+    """Add a link to the table of contents of a written `index.html` (e.g. to the merged-bundles leaderboard)."""
+    page = index.read_text(encoding="utf-8")
+    page = page.replace('<nav class="toc">', f'<nav class="toc"><a href="{escape(href)}">{escape(text)}</a>', 1)
+    index.write_text(page, encoding="utf-8")
