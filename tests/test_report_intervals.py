@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 
 import pandas as pd
@@ -68,3 +70,23 @@ def test_reading_says_which_lead_the_intervals_support(tmp_path):
     build_report([root], tmp_path / "out", make_plots=False)
     md = (tmp_path / "out" / "report.md").read_text()
     assert "sym 50%: turn over fft supported (88.52–93.48 against 78.52–83.48)" in md
+
+
+def _cifar_n_record(method: str, variant: str, seed: int, acc: float, realized: float) -> dict:
+    rec = make_record(method, "cifar10n", 0.0, seed, acc)
+    rec["config"]["noise_options"] = {"variant": variant, "file_sha256": "cd" * 32}
+    rec["noise"] = {**rec.get("noise", {}), "realized_rate": realized, "labels_sha256": variant * 8}
+    rec["run_id"] = hashlib.sha256(json.dumps(rec["config"], sort_keys=True).encode()).hexdigest()[:16]
+    return rec
+
+
+def test_human_label_sets_are_settings_of_their_own(tmp_path):
+    root = tmp_path / "runs"
+    for seed in range(2):
+        write_run(root, _cifar_n_record("turn", "worse", seed, 0.60 + seed / 100, 0.4178))
+        write_run(root, _cifar_n_record("turn", "aggre", seed, 0.80 + seed / 100, 0.0901))
+    build_report([root], tmp_path / "out")
+    md = (tmp_path / "out" / f"{TABLE}.md").read_text()
+    assert "| method | cifar10n aggre | cifar10n worse |" in md  # not two columns both called "cifar10n 0%"
+    csv = pd.read_csv(tmp_path / "out" / "accuracy.csv")
+    assert sorted(csv["setting"]) == ["cifar10n aggre", "cifar10n worse"]

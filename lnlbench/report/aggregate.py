@@ -26,13 +26,15 @@ NOISE_ORDER = {"none": 0, "sym": 1, "asym": 2}
 TABLE_KEYS = ["dataset", "backbone"]
 
 
-def setting_label(noise: str, rate: float) -> str:
-    """'sym 20%' for noise model 'sym' at rate 0.2."""
+def setting_label(noise: str, rate: float, variant: str = "") -> str:
+    """'sym 20%' for noise model 'sym' at rate 0.2; 'cifar10n worse' for a label set, whose rate is what it is."""
+    if variant:
+        return f"{noise} {variant}"
     return f"{noise} {round(float(rate) * 100, 4):g}%"
 
 
-def setting_order(noise: str, rate: float) -> tuple:
-    return (NOISE_ORDER.get(noise, 9), noise, float(rate))
+def setting_order(noise: str, rate: float, variant: str = "") -> tuple:
+    return (NOISE_ORDER.get(noise, 9), noise, float(rate), variant)
 
 
 def _sorted_unique(values: pd.Series) -> list:
@@ -49,6 +51,8 @@ def group_runs(runs: pd.DataFrame, accuracy: str) -> pd.DataFrame:
         method=("method", "first"),
         noise=("noise", "first"),
         rate=("rate", "first"),
+        noise_variant=("noise_variant", "first"),
+        realized_rate=("realized_rate", "mean"),
         version=("version", "first"),
         hparams_json=("hparams_json", "first"),
         hparams_hash=("hparams_hash", "first"),
@@ -66,8 +70,9 @@ def group_runs(runs: pd.DataFrame, accuracy: str) -> pd.DataFrame:
     sel_cols = [c for c in runs.columns if c.startswith("sel.")]
     if sel_cols:
         agg = agg.join(g[sel_cols].mean())
-    agg["setting"] = [setting_label(n, r) for n, r in zip(agg["noise"], agg["rate"])]
-    agg["setting_order"] = [setting_order(n, r) for n, r in zip(agg["noise"], agg["rate"])]
+    agg["setting"] = [setting_label(n, r, v) for n, r, v in zip(agg["noise"], agg["rate"], agg["noise_variant"])]
+    agg["setting_order"] = [setting_order(n, r, v) for n, r, v in zip(agg["noise"], agg["rate"],
+                                                                      agg["noise_variant"])]
     return add_intervals(agg).reset_index()
 
 

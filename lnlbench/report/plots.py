@@ -184,17 +184,20 @@ def accuracy_vs_rate(groups: pd.DataFrame, title: str, stem: Path, styles: dict[
     with matplotlib.rc_context(_RC):
         fig, axes, legend_h, legend_cols = _figure(nrows, ncols, list(entries))
         for ax, noise in zip(axes.flat, noises):
-            g = groups[groups["noise"] == noise].sort_values("rate")
+            g = groups[groups["noise"] == noise]
+            # a label set (CIFAR-N's worse, aggre, ...) has no rate parameter: it sits at its realized rate
+            realized = (g["noise_variant"] != "") if "noise_variant" in g else pd.Series(False, index=g.index)
+            g = g.assign(x_rate=g["rate"].where(~realized, g.get("realized_rate", g["rate"]))).sort_values("x_rate")
             for lab, gl in g.groupby("label", sort=True):
                 st = styles[lab]
-                x, y = 100 * gl["rate"].to_numpy(float), 100 * gl["acc_mean"].to_numpy(float)
+                x, y = 100 * gl["x_rate"].to_numpy(float), 100 * gl["acc_mean"].to_numpy(float)
                 err = 100 * gl["acc_std"].to_numpy(float)
                 ax.plot(x, y, marker=st.marker, markersize=4, color=st.color, linestyle=st.linestyle)
                 has = np.isfinite(err)
                 if has.any():
                     ax.vlines(x[has], (y - err)[has], (y + err)[has], colors=[st.color], linewidth=1)
             ax.set_title(f"{noise} noise")
-            ax.set_xlabel("noise rate (%)")
+            ax.set_xlabel("realized noise rate (%)" if realized.any() else "noise rate (%)")
             ax.set_ylabel(f"{acc_label} (%)")
             ax.grid(alpha=0.3)
         _hide_unused(axes, len(noises))

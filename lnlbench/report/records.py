@@ -138,6 +138,7 @@ def flatten_record(rec: dict[str, Any], variants: dict[str, dict[str, str]] | No
         "weights": str(config.get("weights", "")),
         "method": str(config["method"]),
         "noise": str(config["noise"]),
+        "noise_variant": noise_variant(config),
         "rate": float(config["rate"]),
         "noise_seed": config.get("noise_seed", 0),
         "seed": config.get("seed", rec.get("seed", 0)),
@@ -177,6 +178,13 @@ def flatten_record(rec: dict[str, Any], variants: dict[str, dict[str, str]] | No
                 for key in ("precision", "recall", "fraction"):
                     row[f"sel.{net}.{key}"] = _number(final.get(key))
     return row
+
+
+def noise_variant(config: dict[str, Any]) -> str:
+    """The label set of a noise model that has several and no rate (CIFAR-N's 'worse', 'aggre', ...), else ''."""
+    options = config.get("noise_options") if isinstance(config.get("noise_options"), dict) else {}
+    variant = options.get("variant")
+    return str(variant) if variant else ""
 
 
 def _problem(kind: str, path: str, d: dict[str, Any], error: str) -> dict[str, Any]:
