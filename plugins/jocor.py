@@ -190,14 +190,15 @@ class JoCoR(Method):
                 order = engine.index_batches(all_idx, settings.batch_size, ctx.rng("train", "order", epoch), drop_last,
                                              desc=f"train epoch {epoch + 1}/{epochs}")
                 aug = ctx.rng("train", "augment", epoch) if hp["augment"] else None
-                chosen = torch.zeros(n, dtype=torch.bool)
+                chosen = torch.zeros(n, dtype=torch.bool, device=ctx.device)  # on the device: no host sync a step
                 total = torch.zeros((), device=ctx.device)
                 seen = 0
                 for batch in order:
-                    keep, loss = jocor_step(nets, opt, ctx.train.batch(batch, aug), labels[batch.to(labels.device)],
+                    on_device = batch.to(ctx.device, non_blocking=True)
+                    keep, loss = jocor_step(nets, opt, ctx.train.batch(batch, aug), labels[on_device],
                                             rate, co_lambda, lambda: ctx.precision.autocast(ctx.device), scaler)
                     sched.step()
-                    chosen[batch[keep.cpu()]] = True
+                    chosen[on_device[keep]] = True
                     total += loss * len(batch)
                     seen += len(batch)
                     ctx.images_seen += 2 * len(batch)  # each network trains on the batch's images
