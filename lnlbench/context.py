@@ -51,7 +51,8 @@ class MethodContext:
     selections: dict[str, Any] = field(default_factory=dict)
     images_seen: int = 0  # training images (augmented views included) the method has trained on
     images_by_phase: dict[str, int] = field(default_factory=dict)  # the same, per `phase` (innermost)
-    _phase_images: list[int] = field(default_factory=list, repr=False)  # per open phase: what nested ones counted
+    # per open phase, innermost last: [name, images_seen at entry, what phases nested in it counted]
+    _open_phases: list[list] = field(default_factory=list, repr=False)
     feature_costs: dict[str, dict] = field(default_factory=dict)  # split -> charged extraction cost
 
     # -- identity -------------------------------------------------------------------------------------------------
@@ -173,6 +174,8 @@ class MethodContext:
             self.history = ck["history"]
             self.selections = ck["selections"]
             self.images_seen = ck["images_seen"]
+            if "images_by_phase" in ck:  # checkpoints before this field: the open phases count the restored images
+                self._restore_images_by_phase(ck["images_by_phase"])
             start = ck["epoch"] + 1
             self._charge_earlier_attempts(phase, ck.get("phase_seconds") or {})
             if self.verbose and start < n:
@@ -190,6 +193,7 @@ class MethodContext:
                     "history": self.history,
                     "selections": self.selections,
                     "images_seen": self.images_seen,
+                    "images_by_phase": self._images_by_phase_so_far(),
                     "phase_seconds": self.timer.charged(include_open=True),
                     "saved_at": time.time(),
                 },
@@ -210,18 +214,34 @@ class MethodContext:
     def phase(self, name: str) -> Iterator[None]:
         """Time a named phase into `cost.phases` and count the training images it added to `images_seen` (less
         what phases nested in it counted) into `cost.images_by_phase`, so images/s is per phase."""
-        start = self.images_seen
-        self._phase_images.append(0)
+        self._open_phases.append([name, self.images_seen, 0])
         try:
             with self.timer.phase(name):
                 yield
         finally:
-            nested = self._phase_images.pop()
+            _, start, nested = self._open_phases.pop()
             grown = self.images_seen - start
             if grown - nested:
                 self.images_by_phase[name] = self.images_by_phase.get(name, 0) + grown - nested
-            if self._phase_images:
-                self._phase_images[-1] += grown
+            if self._open_phases:
+                self._open_phases[-1][2] += grown
+
+    def _images_by_phase_so_far(self) -> dict[str, int]:
+        """`images_by_phase` as if the open phases closed now (what a checkpoint saves)."""
+        out = dict(self.images_by_phase)
+        for level, (name, start, nested) in enumerate(self._open_phases):
+            inner = self._open_phases[level + 1][1] if level + 1 < len(self._open_phases) else self.images_seen
+            own = (inner - start) - nested
+            if own:
+                out[name] = out.get(name, 0) + own
+        return out
+
+    def _restore_images_by_phase(self, saved: dict[str, int]) -> None:
+        """On resume: the checkpoint's per-phase counts stand, and the open phases count only images from now on
+        (the jump of `images_seen` to the checkpoint's total is already in `saved`)."""
+        self.images_by_phase = {k: int(v) for k, v in saved.items()}
+        for entry in self._open_phases:
+            entry[1], entry[2] = self.images_seen, 0
 
 
 def _check_checkpoint(ck: object) -> None:

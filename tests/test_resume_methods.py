@@ -63,9 +63,11 @@ def config_for(method: str):
 
 
 def comparable(record: dict) -> str:
-    """What must not change with an interruption: every metric, the hyperparameters and the images seen."""
+    """What must not change with an interruption: every metric, the hyperparameters and the images seen, in all and
+    per phase (a resumed phase counts its earlier attempts' images too, else its images/s is wrong)."""
     return json.dumps({"metrics": record["metrics"], "hparams": record["hparams"],
-                       "images_seen": record["cost"]["images_seen"]}, sort_keys=True)
+                       "images_seen": record["cost"]["images_seen"],
+                       "images_by_phase": record["cost"]["images_by_phase"]}, sort_keys=True)
 
 
 def test_every_builtin_method_is_covered():
