@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lnlbench.errors import ConfigError
 from lnlbench.plugin_manager import method_registry
 from lnlbench.sample_selection import small_loss_count
 from lnlbench_plugins import coteaching as ct
@@ -106,9 +107,12 @@ def test_plugin_follows_the_forget_schedule_and_reports_one_shared_selection(tmp
     calls: list[tuple[float, float, int, int]] = []
     real_step = jocor.jocor_step
 
-    def step_spy(nets, opt, inputs, labels, forget_rate, co_lambda, *args, **kwargs):
-        keep, loss = real_step(nets, opt, inputs, labels, forget_rate, co_lambda, *args, **kwargs)
+    scales: list[float] = []
+
+    def step_spy(nets, opt, inputs, labels, forget_rate, co_lambda, autocast, scaler=None, loss_scale=1.0):
+        keep, loss = real_step(nets, opt, inputs, labels, forget_rate, co_lambda, autocast, scaler, loss_scale)
         calls.append((forget_rate, co_lambda, len(labels), len(keep)))
+        scales.append(loss_scale)
         return keep, loss
 
     monkeypatch.setattr(jocor, "jocor_step", step_spy)
@@ -126,6 +130,28 @@ def test_plugin_follows_the_forget_schedule_and_reports_one_shared_selection(tmp
     assert sel["net1"]["by_epoch"][0]["size"] == per_epoch * batch  # R(0) = 0 keeps every sample seen
     assert sel["net1"]["final"]["size"] < per_epoch * batch
     assert out.diagnostics["co_lambda"] == 0.8 and out.diagnostics["num_gradual"] == t_k
+    # under SGD the joint loss is divided by 1 - lambda, so each network's CE steps as in fft (loss_scale ce-unit)
+    assert scales and all(s == pytest.approx(1 / (1 - 0.8)) for s in scales)
+    assert out.diagnostics["loss_scale"] == pytest.approx(5.0)
+
+
+def test_ce_unit_scale_gives_each_network_the_plain_ce_step():
+    g = torch.Generator().manual_seed(1)
+    n, c, lam, lr = 10, 3, 0.9, 0.5
+    logits1, logits2 = torch.randn(n, c, generator=g), torch.randn(n, c, generator=g)
+    labels = torch.randint(0, c, (n,), generator=g)
+    nets = (Table(logits1), Table(logits2))
+    opt = torch.optim.SGD([*nets[0].parameters(), *nets[1].parameters()], lr=lr)
+    keep, _ = jocor.jocor_step(nets, opt, torch.arange(n), labels, 0.0, lam, contextlib.nullcontext,
+                               loss_scale=jocor.step_scale("ce-unit", lam))
+    z1, z2 = logits1.clone().requires_grad_(True), logits2.clone().requires_grad_(True)
+    # the reference: CE of each network at weight 1, co-regularisation at lambda / (1 - lambda)
+    ce = F.cross_entropy(z1, labels, reduction="none") + F.cross_entropy(z2, labels, reduction="none")
+    (ce + lam / (1 - lam) * (reference_joint_loss(z1, z2, labels, 1.0))).mean().backward()
+    assert torch.allclose(nets[0].rows.detach(), logits1 - lr * z1.grad, atol=1e-5)
+    assert jocor.step_scale("official", lam) == 1.0
+    with pytest.raises(ConfigError, match="loss_scale=official"):
+        jocor.step_scale("ce-unit", 1.0)
 
 
 def test_jocor_defaults_follow_the_official_code():
