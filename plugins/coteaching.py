@@ -196,6 +196,20 @@ def resolve_tau(ctx: MethodContext) -> tuple[float, dict[str, Any]]:
     return tau, {"tau_source": "estimated", "estimate_gmm": fits}
 
 
+def forget_schedule_items(hparams: dict, rule_source: str) -> list[ScheduleItem]:
+    """Epochs, T_k and the forget-rate ramp R(t) = tau * min(t / T_k, 1) at this budget (shared with `jocor`)."""
+    epochs = int(hparams["epochs"])
+    tk = int(hparams["num_gradual"]) if hparams["num_gradual"] is not None else scaled_num_gradual(epochs)
+    tau = "tau" if hparams["forget_rate"] is None else f"{hparams['forget_rate']}"
+    return [
+        ScheduleItem("epochs", epochs, f"{OFFICIAL_EPOCHS} (official main.py: --n_epoch 200)"),
+        ScheduleItem("T_k (epochs)", tk, f"{OFFICIAL_NUM_GRADUAL} of {OFFICIAL_EPOCHS} (official main.py: "
+                     "--num_gradual)"),
+        ScheduleItem("forget rate R(t), t the 0-based epoch", f"{tau} * min(t / {tk}, 1)", rule_source,
+                     f"full forget rate from epoch {tk + 1}"),
+    ]
+
+
 class CoTeaching(Method):
     name = "coteaching"
     description = "Co-teaching: two networks exchange their small-loss samples (Han et al., NeurIPS 2018)"
@@ -206,16 +220,8 @@ class CoTeaching(Method):
     @classmethod
     def schedule(cls, hparams: dict, dataset: str) -> list[ScheduleItem]:
         """T_k and the forget-rate schedule at this budget."""
-        epochs = int(hparams["epochs"])
-        tk = int(hparams["num_gradual"]) if hparams["num_gradual"] is not None else scaled_num_gradual(epochs)
-        tau = "tau" if hparams["forget_rate"] is None else f"{hparams['forget_rate']}"
         return [
-            ScheduleItem("epochs", epochs, f"{OFFICIAL_EPOCHS} (official main.py: --n_epoch 200)"),
-            ScheduleItem("T_k (epochs)", tk, f"{OFFICIAL_NUM_GRADUAL} of {OFFICIAL_EPOCHS} (official main.py: "
-                         "--num_gradual)"),
-            ScheduleItem("forget rate R(t), t the 0-based epoch", f"{tau} * min(t / {tk}, 1)",
-                         "Co-teaching paper, Algorithm 1: R(T) = tau * min(T / T_k, 1)",
-                         f"full forget rate from epoch {tk + 1}"),
+            *forget_schedule_items(hparams, "Co-teaching paper, Algorithm 1: R(T) = tau * min(T / T_k, 1)"),
             ScheduleItem("lr schedule", hparams["schedule"], "as `fft` (official main.py: Adam, linear decay from "
                          "epoch 80 of 200)"),
         ]

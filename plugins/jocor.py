@@ -44,6 +44,7 @@ from lnlbench_plugins.coteaching import (
     OFFICIAL_EPOCHS,
     OFFICIAL_NUM_GRADUAL,
     forget_rate_at,
+    forget_schedule_items,
     resolve_tau,
     scaled_num_gradual,
 )
@@ -180,15 +181,8 @@ class JoCoR(Method):
     @classmethod
     def schedule(cls, hparams: dict, dataset: str) -> list[ScheduleItem]:
         """T_k and the forget-rate schedule at this budget (co-teaching's)."""
-        epochs = int(hparams["epochs"])
-        tk = int(hparams["num_gradual"]) if hparams["num_gradual"] is not None else scaled_num_gradual(epochs)
-        tau = "tau" if hparams["forget_rate"] is None else f"{hparams['forget_rate']}"
         return [
-            ScheduleItem("epochs", epochs, f"{OFFICIAL_EPOCHS} (official main.py: --n_epoch 200)"),
-            ScheduleItem("T_k (epochs)", tk, f"{OFFICIAL_NUM_GRADUAL} of {OFFICIAL_EPOCHS} (official main.py: "
-                         "--num_gradual)"),
-            ScheduleItem("forget rate R(t), t the 0-based epoch", f"{tau} * min(t / {tk}, 1)",
-                         "JoCoR paper, Algorithm 1 (co-teaching's R(t))", f"full forget rate from epoch {tk + 1}"),
+            *forget_schedule_items(hparams, "JoCoR paper, Algorithm 1 (co-teaching's R(t))"),
             ScheduleItem("lr schedule", hparams["schedule"], "as `fft` (official jocor.py: Adam, linear decay from "
                          "epoch 80 of 200)"),
         ]
