@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from lnlbench import progress
 from lnlbench.data.transforms import augment, preprocess
+from lnlbench.device_copy import to_device  # noqa: F401  (engine.to_device is what methods call)
 from lnlbench.errors import ConfigError, TrainingError
 from lnlbench.hashing import json_digest
 
@@ -114,14 +115,6 @@ def default_precision(device: torch.device, amp: str = "auto", compile: bool = F
     else:
         raise ConfigError(f"unknown --amp {amp!r}; use auto, bf16, fp16 or off")
     return Precision(amp_dtype=dtype, channels_last=True, compile=compile)
-
-
-def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """`t` on `device`. A CPU tensor bound for a GPU is copied from pinned memory without blocking: a blocking copy
-    waits until all the work already queued on the device is done, which stalls the host once per step."""
-    if t.device.type == "cpu" and device.type == "cuda":
-        return t.pin_memory().to(device, non_blocking=True)
-    return t.to(device)
 
 
 # In-memory images go to the GPU once when they take at most this fraction of its free memory (CIFAR-10's 150 MB

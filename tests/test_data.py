@@ -591,6 +591,36 @@ def test_augment_flips_without_padding():
     assert torch.equal(augment(images, torch.Generator().manual_seed(0), pad=0, flip=False), images)
 
 
+@pytest.mark.parametrize("mode", ["constant", "reflect"])
+def test_augment_crops_at_the_offsets_drawn_in_order_y_x_flip(mode):
+    """The draw order is part of every published record's augmentation: y offsets, x offsets, then flips."""
+    images = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    out = augment(images, torch.Generator().manual_seed(7), pad=2, pad_mode=mode)
+    g = torch.Generator().manual_seed(7)
+    ys, xs = torch.randint(0, 5, (8,), generator=g), torch.randint(0, 5, (8,), generator=g)
+    flips = torch.rand(8, generator=g) < 0.5
+    padded = F.pad(images.float(), (2,) * 4, mode=mode)
+    for i in range(8):
+        crop = padded[i, :, ys[i] : ys[i] + 8, xs[i] : xs[i] + 8]
+        assert torch.equal(out[i].float(), crop.flip(2) if flips[i] else crop)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_transforms_on_cuda_match_the_cpu_and_never_make_the_host_wait():
+    images = torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    on_gpu = images.cuda()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # a blocking copy or .item() inside raises
+    try:
+        crops = augment(on_gpu, torch.Generator().manual_seed(3))
+        ready = preprocess(crops, 16, mean=(0.5, 0.4, 0.3), std=(0.2, 0.3, 0.4))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.equal(crops.cpu(), augment(images, torch.Generator().manual_seed(3)))
+    expected = preprocess(augment(images, torch.Generator().manual_seed(3)), 16, (0.5, 0.4, 0.3), (0.2, 0.3, 0.4))
+    assert torch.allclose(ready.cpu(), expected, atol=1e-5)
+
+
 def test_augment_needs_a_cpu_generator_and_uint8():
     with pytest.raises(TypeError):
         augment(torch.zeros(1, 3, 4, 4), torch.Generator())

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from lnlbench.device_copy import to_device
 
 # ImageNet channel statistics, as in timm.data.constants.IMAGENET_DEFAULT_MEAN / IMAGENET_DEFAULT_STD.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -36,9 +39,19 @@ def preprocess(
         x = x.expand(-1, 3, -1, -1)
     if tuple(x.shape[2:]) != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    mean_t = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    mean_t, std_t = _channel_stats(tuple(mean), tuple(std), x.device)
     return (x - mean_t) / std_t
+
+
+@functools.lru_cache(maxsize=16)
+def _channel_stats(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std as 1 x 3 x 1 x 1 float32 tensors on `device`, made once per device: building them per batch
+    copied two host tensors to the GPU, and each blocking copy made the host wait for the GPU."""
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return to_device(mean_t, device), to_device(std_t, device)
 
 
 @dataclass(frozen=True)
@@ -74,7 +87,8 @@ def augment(
     The standard CIFAR recipe (pad 4 with zeros, crop 32, flip with probability 1/2), as in DivideMix's CIFAR loader
     (torchvision `RandomCrop(32, padding=4)`, whose padding defaults to zeros, then `RandomHorizontalFlip()`).
     Offsets and flips are drawn from `generator` (a CPU generator) in a fixed order, so the result depends only on
-    the generator's state; the crop itself is one gather on the images' device.
+    the generator's state; the draws go to the images' device in one copy that does not block, and the crop is one
+    gather there.
     """
     _check_batch(images, "augment")
     if pad_mode not in PAD_MODES:
@@ -89,11 +103,12 @@ def augment(
     flips = torch.rand(b, generator=generator) < 0.5 if flip else torch.zeros(b, dtype=torch.bool)
 
     device = images.device
+    drawn = to_device(torch.stack((offset_y, offset_x, flips.to(offset_y.dtype))), device)
+    offset_y, offset_x, flips = drawn[0], drawn[1], drawn[2].bool()
     # Source row/column of every output pixel, in the unpadded image's coordinates (may fall outside it).
-    rows = (offset_y - pad).unsqueeze(1) + torch.arange(h)  # B x H
-    cols = (offset_x - pad).unsqueeze(1) + torch.arange(w)  # B x W
+    rows = (offset_y - pad).unsqueeze(1) + torch.arange(h, device=device)  # B x H
+    cols = (offset_x - pad).unsqueeze(1) + torch.arange(w, device=device)  # B x W
     cols = torch.where(flips.unsqueeze(1), cols.flip(1), cols)  # a flipped crop reads its columns right to left
-    rows, cols = rows.to(device), cols.to(device)
     if pad_mode == "reflect":
         valid = None
         rows, cols = _reflect(rows, h), _reflect(cols, w)
