@@ -15,7 +15,7 @@ from lnlbench import hookimpl
 if TYPE_CHECKING:
     from lnlbench.methods import Method
 
-BUILTIN_METHOD_MODULES = ("lp", "fft", "turn", "coteaching", "dividemix", "gce", "sce", "elr", "jocor")
+BUILTIN_METHOD_MODULES = ("lp", "fft", "turn", "coteaching", "dividemix", "gce", "sce", "elr", "jocor", "unicon")
 
 
 @hookimpl

@@ -427,6 +427,7 @@ E2E = {
     "coteaching": ({"epochs": 1, "batch_size": 256}, {"train"}),
     "dividemix": ({"epochs": 2, "batch_size": 128}, {"warmup", "divide", "train"}),
     "jocor": ({"epochs": 2, "batch_size": 256}, {"train"}),
+    "unicon": ({"epochs": 2, "batch_size": 128}, {"warmup", "select", "train"}),
 }
 
 

@@ -28,6 +28,7 @@ TINY: dict[str, dict] = {
     "sce": {"epochs": 2, "batch_size": 256},
     "elr": {"epochs": 2, "batch_size": 256},
     "jocor": {"epochs": 2, "batch_size": 256},
+    "unicon": {"epochs": 3, "warmup_epochs": 1, "batch_size": 128},
 }
 # (method, phase whose first epoch the run is stopped after)
 CASES = [
@@ -42,6 +43,7 @@ CASES = [
     ("sce", "finetune"),
     ("elr", "finetune"),
     ("jocor", "train"),
+    ("unicon", "train"),  # its one-epoch warm-up resumes through the same loop as DivideMix's (tested above)
 ]
 
 
