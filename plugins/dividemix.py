@@ -42,6 +42,7 @@ check; split apart they would hide the schedule from the code that follows it.
 from __future__ import annotations
 
 from dataclasses import replace
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -149,17 +150,17 @@ def _nearest(table: dict[float, float], rate: float) -> float:
     return min(table, key=lambda r: (abs(r - rate), -r))
 
 
-def scaled_warmup(dataset: str, epochs: int) -> int:
+def scaled_warmup(dataset: str, epochs: int, official_epochs: int = OFFICIAL_EPOCHS) -> int:
     """The official warm-up (10 of 300 epochs, 30 for CIFAR-100) scaled to `epochs`: at least 1, at most epochs - 1."""
-    return int(scale_epochs(official_warmup(dataset), OFFICIAL_EPOCHS, epochs, low=1, high=epochs - 1))
+    return int(scale_epochs(official_warmup(dataset), official_epochs, epochs, low=1, high=epochs - 1))
 
 
-def warmup_bounds(hp: dict, dataset: str) -> tuple[int, int]:
+def warmup_bounds(hp: dict, dataset: str, official_epochs: int = OFFICIAL_EPOCHS) -> tuple[int, int]:
     """(fewest, most) warm-up epochs: the scaled (or given) length, and half the budget when it may be extended."""
     epochs = int(hp["epochs"])
     if hp["warmup_epochs"] is not None:
         return int(hp["warmup_epochs"]), int(hp["warmup_epochs"])
-    low = scaled_warmup(dataset, epochs)
+    low = scaled_warmup(dataset, epochs, official_epochs)
     return (low, max(low, epochs // 2)) if hp["warmup_until_separated"] else (low, low)
 
 
@@ -210,6 +211,65 @@ def _batches(indices: torch.Tensor, batch_size: int, generator: torch.Generator)
     if out and len(out[-1]) < 2:
         out.pop()
     return out
+
+
+def run_warmup(
+    ctx: MethodContext,
+    nets: tuple[torch.nn.Module, ...] | list[torch.nn.Module],
+    opts: list[torch.optim.Optimizer],
+    scheds: list[Any],
+    step,
+    state: dict[str, Any],
+    hp: dict,
+    bounds: tuple[int, int],
+    evaluate: Callable[[], float],
+) -> int:
+    """DivideMix's warm-up, shared with UNICON (the same recipe in both official codes): each network trains on all
+    noisy labels with cross-entropy (plus the negative-entropy penalty when `conf_penalty`), its own shuffle and batch
+    2 x batch_size, for at least bounds[0] and at most bounds[1] epochs, ending early once both networks' loss GMMs
+    are separated (`min_separation`). Resumable through `state` (its "memory" dict keeps the checks and the decision);
+    returns the number of warm-up epochs run."""
+    memory = state["memory"]
+    min_warmup, max_warmup = bounds
+    labels = ctx.noisy_labels.to(ctx.device)
+    n = len(labels)
+    gmm_hp = {**{k: DIVIDEMIX_HPARAMS[k].default for k in ("gmm_max_iter", "gmm_tol", "gmm_reg_covar")}, **hp}
+    with ctx.phase("warmup"):
+        for epoch in ctx.epochs("warmup", max_warmup, state):
+            if memory["warmup_done"] is not None:
+                break  # decided at the end of the previous epoch (and checkpointed with it)
+            losses = []
+            for i, (net, opt) in enumerate(zip(nets, opts)):
+                net.train()
+                total, seen = torch.zeros((), device=ctx.device), 0
+                aug = ctx.rng("warmup", "augment", i, epoch) if hp["augment"] else None
+                order = ctx.rng("warmup", "order", i, epoch)
+                for idx in progress.bar(_batches(torch.arange(n), 2 * int(hp["batch_size"]), order),
+                                        desc=f"warmup net{i + 1} epoch {epoch + 1}", unit="batch"):
+                    with ctx.precision.autocast(ctx.device):
+                        logits = net(ctx.train.batch(idx, aug))
+                    loss = F.cross_entropy(logits.float(), labels[engine.to_device(idx, ctx.device)])
+                    full = loss + negative_entropy(logits) if hp["conf_penalty"] else loss
+                    step(opt, full)
+                    total += loss.detach() * len(idx)
+                    seen += len(idx)
+                    ctx.images_seen += len(idx)
+                losses.append(engine.check_finite(total / max(seen, 1), "warmup", epoch))
+            for s in scheds:
+                s.step()
+            extra = {}
+            if epoch + 1 >= max_warmup:
+                memory["warmup_done"] = epoch + 1
+            elif epoch + 1 >= min_warmup:
+                seps = DivideMix._separations(ctx, nets, gmm_hp, epoch)
+                memory["warmup_checks"].append({"epoch": epoch, "separation": seps})
+                extra = {"separation": seps[0], "separation_net2": seps[1]}
+                if min(seps) >= hp["min_separation"]:
+                    memory["warmup_done"] = epoch + 1
+            ctx.log_epoch(
+                "warmup", epoch, train_loss=losses[0], train_loss_net2=losses[1], test_acc=evaluate(), **extra
+            )
+    return int(memory["warmup_done"] or max_warmup)
 
 
 class Ensemble(torch.nn.Module):
@@ -302,7 +362,6 @@ class DivideMix(Method):
         scheds = [b[1] for b in built]
         scaler = torch.amp.GradScaler(enabled=ctx.precision.amp_dtype == torch.float16)
         labels = ctx.noisy_labels.to(ctx.device)
-        n = len(labels)
         state: dict[str, Any] = {"net1": nets[0], "net2": nets[1], "opt1": opts[0], "opt2": opts[1],
                                  "sched1": scheds[0], "sched2": scheds[1]}
         memory: dict[str, Any] = {"history1": [], "history2": [], "gmm": [], "labeled": [], "warmup_checks": [],
@@ -321,42 +380,7 @@ class DivideMix(Method):
             return ctx.evaluate(ensemble)  # a Module, so the harness switches both networks to eval mode
 
         # --- warm-up: CE on all noisy labels, each network with its own shuffle, batch 2 x batch_size ------------
-        with ctx.phase("warmup"):
-            for epoch in ctx.epochs("warmup", max_warmup, state):
-                if memory["warmup_done"] is not None:
-                    break  # decided at the end of the previous epoch (and checkpointed with it)
-                losses = []
-                for i, (net, opt) in enumerate(zip(nets, opts)):
-                    net.train()
-                    total, seen = torch.zeros((), device=ctx.device), 0
-                    aug = ctx.rng("warmup", "augment", i, epoch) if hp["augment"] else None
-                    order = ctx.rng("warmup", "order", i, epoch)
-                    for idx in progress.bar(_batches(torch.arange(n), 2 * settings.batch_size, order),
-                                            desc=f"warmup net{i + 1} epoch {epoch + 1}", unit="batch"):
-                        with ctx.precision.autocast(ctx.device):
-                            logits = net(ctx.train.batch(idx, aug))
-                        loss = F.cross_entropy(logits.float(), labels[engine.to_device(idx, ctx.device)])
-                        full = loss + negative_entropy(logits) if hp["conf_penalty"] else loss
-                        step(opt, full)
-                        total += loss.detach() * len(idx)
-                        seen += len(idx)
-                        ctx.images_seen += len(idx)
-                    losses.append(engine.check_finite(total / max(seen, 1), "warmup", epoch))
-                for s in scheds:
-                    s.step()
-                extra = {}
-                if epoch + 1 >= max_warmup:
-                    memory["warmup_done"] = epoch + 1
-                elif epoch + 1 >= min_warmup:
-                    seps = self._separations(ctx, nets, hp, epoch)
-                    memory["warmup_checks"].append({"epoch": epoch, "separation": seps})
-                    extra = {"separation": seps[0], "separation_net2": seps[1]}
-                    if min(seps) >= hp["min_separation"]:
-                        memory["warmup_done"] = epoch + 1
-                ctx.log_epoch(
-                    "warmup", epoch, train_loss=losses[0], train_loss_net2=losses[1], test_acc=evaluate_both(), **extra
-                )
-        warmup = int(memory["warmup_done"] or max_warmup)
+        warmup = run_warmup(ctx, nets, opts, scheds, step, state, hp, (min_warmup, max_warmup), evaluate_both)
         rampup = rampup_for(hp, ctx.config.dataset, warmup)
 
         # --- co-divide and semi-supervised training -------------------------------------------------------------

@@ -48,21 +48,28 @@ import torch.nn.functional as F
 from lnlbench import engine, hookimpl, progress
 from lnlbench.data.transforms import augment, preprocess
 from lnlbench.methods import HParam, Method, MethodOutput, ScheduleItem, scale_epochs
-from lnlbench.mixmatch import co_guess, co_refine, linear_rampup, mix, negative_entropy, semi_loss, uniform_prior_penalty
+from lnlbench.mixmatch import co_guess, co_refine, linear_rampup, mix, semi_loss, uniform_prior_penalty
 from lnlbench.models import split_backbone_head
 from lnlbench.training import optim_from
-from lnlbench_plugins.dividemix import DIVIDEMIX_HPARAMS, DivideMix, Ensemble, _batches, _Cycle, official_warmup
+from lnlbench_plugins.dividemix import (
+    DIVIDEMIX_HPARAMS,
+    DivideMix,
+    Ensemble,
+    _Cycle,
+    official_warmup,
+    rampup_for,
+    run_warmup,
+    warmup_bounds,
+)
 
 if TYPE_CHECKING:  # the harness's context (and timm behind it) is not needed to read hyperparameters
     from lnlbench.context import MethodContext
 
 OFFICIAL_EPOCHS = 350  # Train_cifar.py: --num_epochs 350
 OFFICIAL_T_MAX = 280  # Train_cifar.py: CosineAnnealingLR(optimizer, 280, 2e-4)
-OFFICIAL_RAMPUP = 16  # Train_cifar.py: linear_rampup(..., rampup_length=16)
+OFFICIAL_RAMPUP = 16  # Train_cifar.py: linear_rampup(..., rampup_length=16), as DivideMix's (dividemix.rampup_for)
 PROJECTION_DIM = 128  # PreResNet_cifar.py: projection_head = nn.Linear(512 * expansion, 128); bnl = BatchNorm1d(128)
 _TC = "official Train_cifar.py"
-# The warm-up separation check fits DivideMix's GMM on the networks' losses, at DivideMix's official GMM settings.
-_GMM = {k: DIVIDEMIX_HPARAMS[k].default for k in ("gmm_max_iter", "gmm_tol", "gmm_reg_covar")}
 
 UNICON_HPARAMS: dict[str, HParam] = {
     "epochs": HParam(
@@ -87,7 +94,9 @@ UNICON_HPARAMS: dict[str, HParam] = {
         low=0.0, low_open=True,
     ),
     "eta_min": HParam(2e-4, f"{_TC}: CosineAnnealingLR eta_min = 2e-4", low=0.0),
-    "augment": HParam(True, "official dataloader_cifar.py: weak views RandomCrop(32, padding=4) + RandomHorizontalFlip"),
+    "augment": HParam(
+        True, "official dataloader_cifar.py: weak views RandomCrop(32, padding=4) + RandomHorizontalFlip"
+    ),
     "strong_augment": HParam(
         True, "official dataloader_cifar.py: strong views add CIFAR10Policy (AutoAugment) after crop and flip",
     ),
@@ -136,7 +145,8 @@ def selection_ratio(jsd: torch.Tensor, d_u: float, tau: float) -> tuple[float, f
 
 
 def uniform_selection(jsd: torch.Tensor, labels: torch.Tensor, ratio: float, num_classes: int) -> torch.Tensor:
-    """Sorted indices of the int(ratio * N / C) lowest-divergence samples of every noisy class (all of a smaller one)."""
+    """Sorted indices of the int(ratio * N / C) lowest-divergence samples of every noisy class (all of a smaller
+    one)."""
     per_class = int(ratio * len(labels) / num_classes)
     picks = []
     for c in range(num_classes):
@@ -210,22 +220,9 @@ def scaled_t_max(hp: dict) -> float:
 
 
 def cosine_factor(epoch: int, t_max: float, lr: float, eta_min: float) -> float:
-    """CosineAnnealingLR's closed form at `epoch` as a factor of lr: (eta_min + (lr - eta_min)(1 + cos(pi e / T))/2) / lr."""
+    """CosineAnnealingLR's closed form at `epoch` as a factor of lr:
+    (eta_min + (lr - eta_min)(1 + cos(pi epoch / t_max)) / 2) / lr."""
     return (eta_min + (lr - eta_min) * (1 + math.cos(math.pi * epoch / t_max)) / 2) / lr
-
-
-def _warmup_bounds(hp: dict, dataset: str) -> tuple[int, int]:
-    epochs = int(hp["epochs"])
-    if hp["warmup_epochs"] is not None:
-        return int(hp["warmup_epochs"]), int(hp["warmup_epochs"])
-    low = int(scale_epochs(official_warmup(dataset), OFFICIAL_EPOCHS, epochs, low=1, high=epochs - 1))
-    return (low, max(low, epochs // 2)) if hp["warmup_until_separated"] else (low, low)
-
-
-def _rampup(hp: dict, dataset: str, warmup: int) -> float:
-    if hp["rampup_epochs"] is not None:
-        return float(hp["rampup_epochs"])
-    return OFFICIAL_RAMPUP / official_warmup(dataset) * warmup
 
 
 class Unicon(Method):
@@ -251,21 +248,23 @@ class Unicon(Method):
     @classmethod
     def schedule(cls, hparams: dict, dataset: str) -> list[ScheduleItem]:
         """Warm-up, its possible extension, the lambda_u ramp-up and the cosine's half period at this budget."""
-        low, high = _warmup_bounds(hparams, dataset)
+        low, high = warmup_bounds(hparams, dataset, OFFICIAL_EPOCHS)
         warm = official_warmup(dataset or "cifar10")
         return [
             ScheduleItem("epochs", int(hparams["epochs"]), f"{OFFICIAL_EPOCHS} ({_TC}: --num_epochs 350)"),
             ScheduleItem(
                 "warm-up epochs", low if low == high else f"{low} to {high}", f"{warm} of {OFFICIAL_EPOCHS} ({_TC})",
-                "" if low == high else f"extended past {low} until both loss GMMs are separated, at most half the budget",
+                "" if low == high
+                else f"extended past {low} until both loss GMMs are separated, at most half the budget",
             ),
             ScheduleItem(
                 "lambda_u ramp-up (epochs after the warm-up)",
-                round(_rampup(hparams, dataset, low), 3), f"{OFFICIAL_RAMPUP} after a warm-up of {warm} ({_TC})",
+                round(rampup_for(hparams, dataset, low), 3), f"{OFFICIAL_RAMPUP} after a warm-up of {warm} ({_TC})",
                 "for the shortest warm-up; it keeps the ratio to a longer one",
             ),
             ScheduleItem(
-                "cosine T_max (epochs)", round(scaled_t_max(hparams), 3), f"{OFFICIAL_T_MAX} of {OFFICIAL_EPOCHS} ({_TC})",
+                "cosine T_max (epochs)", round(scaled_t_max(hparams), 3),
+                f"{OFFICIAL_T_MAX} of {OFFICIAL_EPOCHS} ({_TC})",
                 f"lr {hparams['lr']} to eta_min {hparams['eta_min']}, stepped per epoch",
             ),
         ]
@@ -275,7 +274,7 @@ class Unicon(Method):
 
         hp = ctx.hparams
         epochs = int(hp["epochs"])
-        min_warmup, max_warmup = _warmup_bounds(hp, ctx.config.dataset)
+        min_warmup, max_warmup = warmup_bounds(hp, ctx.config.dataset, OFFICIAL_EPOCHS)
         nets = []
         for i in range(2):
             model = ctx.make_model(i)
@@ -284,10 +283,8 @@ class Unicon(Method):
         settings = optim_from({**hp, "schedule": "constant"})  # the per-epoch cosine below replaces its schedule
         opts = [settings.build(net.parameters(), 1)[0] for net in nets]
         t_max = scaled_t_max(hp)
-        scheds = [
-            torch.optim.lr_scheduler.LambdaLR(o, lambda e: cosine_factor(e, t_max, float(hp["lr"]), float(hp["eta_min"])))
-            for o in opts
-        ]
+        lr, eta_min = float(hp["lr"]), float(hp["eta_min"])
+        scheds = [torch.optim.lr_scheduler.LambdaLR(o, lambda e: cosine_factor(e, t_max, lr, eta_min)) for o in opts]
         policy = T.AutoAugment(T.AutoAugmentPolicy.CIFAR10) if hp["strong_augment"] else None
         scaler = torch.amp.GradScaler(enabled=ctx.precision.amp_dtype == torch.float16)
         labels = ctx.noisy_labels.to(ctx.device)
@@ -304,42 +301,10 @@ class Unicon(Method):
 
         ensemble = Ensemble(*nets)
 
-        # --- warm-up: CE on all noisy labels, each network with its own shuffle, batch 2 x batch_size ------------
-        with ctx.phase("warmup"):
-            for epoch in ctx.epochs("warmup", max_warmup, state):
-                if memory["warmup_done"] is not None:
-                    break
-                losses = []
-                for i, (net, opt) in enumerate(zip(nets, opts)):
-                    net.train()
-                    total, seen = torch.zeros((), device=ctx.device), 0
-                    aug = ctx.rng("warmup", "augment", i, epoch) if hp["augment"] else None
-                    for idx in progress.bar(_batches(torch.arange(n), 2 * settings.batch_size,
-                                                     ctx.rng("warmup", "order", i, epoch)),
-                                            desc=f"warmup net{i + 1} epoch {epoch + 1}", unit="batch"):
-                        with ctx.precision.autocast(ctx.device):
-                            logits = net(ctx.train.batch(idx, aug))
-                        loss = F.cross_entropy(logits.float(), labels[engine.to_device(idx, ctx.device)])
-                        step(opt, loss + negative_entropy(logits) if hp["conf_penalty"] else loss)
-                        total += loss.detach() * len(idx)
-                        seen += len(idx)
-                        ctx.images_seen += len(idx)
-                    losses.append(engine.check_finite(total / max(seen, 1), "warmup", epoch))
-                for s in scheds:
-                    s.step()
-                extra = {}
-                if epoch + 1 >= max_warmup:
-                    memory["warmup_done"] = epoch + 1
-                elif epoch + 1 >= min_warmup:
-                    seps = DivideMix._separations(ctx, nets, {**hp, **_GMM}, epoch)
-                    memory["warmup_checks"].append({"epoch": epoch, "separation": seps})
-                    extra = {"separation": seps[0], "separation_net2": seps[1]}
-                    if min(seps) >= hp["min_separation"]:
-                        memory["warmup_done"] = epoch + 1
-                ctx.log_epoch("warmup", epoch, train_loss=losses[0], train_loss_net2=losses[1],
-                              test_acc=ctx.evaluate(ensemble), **extra)
-        warmup = int(memory["warmup_done"] or max_warmup)
-        rampup = _rampup(hp, ctx.config.dataset, warmup)
+        # --- warm-up: DivideMix's (the same recipe in both official codes) ----------------------------------
+        warmup = run_warmup(ctx, nets, opts, scheds, step, state, hp, (min_warmup, max_warmup),
+                            lambda: ctx.evaluate(ensemble))
+        rampup = rampup_for(hp, ctx.config.dataset, warmup)
 
         # --- uniform selection and semi-supervised training with contrastive learning ---------------------------
         for t in ctx.epochs("train", epochs - warmup, state):
