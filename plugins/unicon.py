@@ -34,9 +34,10 @@ Not reproduced: the official fixed-size index array repeats sample 0 when a clas
 (a side effect of `np.zeros` pre-allocation), and its unlabelled loader drops the last short batch of each pass;
 here a short class gives what it has and the unlabelled batches are drawn as DivideMix's (`_Cycle`). The
 divergences are computed with both networks in eval mode; `Calculate_JSD` sets no mode, so there the network just
-trained is still in train mode (batch-norm batch statistics) when the second selection of an epoch is made. AutoAugment's
-CIFAR-10 policy is torchvision's implementation (`AutoAugment(AutoAugmentPolicy.CIFAR10)`), the official one a copy of
-DeepVoltaire's; both implement the policy of Cubuk et al. (CVPR 2019), their magnitude bins differ slightly.
+trained is still in train mode (batch-norm batch statistics) when the second selection of an epoch is made.
+AutoAugment's CIFAR-10 policy is torchvision's implementation (`AutoAugment(AutoAugmentPolicy.CIFAR10)`), the official
+one a copy of DeepVoltaire's; both implement the policy of Cubuk et al. (CVPR 2019), their magnitude bins differ
+slightly.
 """
 
 from __future__ import annotations
