@@ -59,8 +59,8 @@ CIFAR_N: dict[str, CifarNSource] = {
             "random3": "random_label3",
         },
         official_order_hint=(
-            "use the official CIFAR-10 release (cifar-10-python.tar.gz, e.g. `lnlbench run --download`), or here "
-            "build it with `python ../shared/data/build_cifar10.py DEST --official-order` and pass --data-root DEST"
+            "use the official CIFAR-10 release (cifar-10-python.tar.gz, e.g. `lnlbench run --download`) in its own "
+            "order and pass its folder as --data-root"
         ),
     ),
     "cifar100n": CifarNSource(
@@ -104,7 +104,7 @@ def find_label_file(model: str, data_root: str | Path | None, noise_file: str | 
     looked: list[Path] = []
     if data_root:
         root = Path(data_root).expanduser()
-        looked = [  # the data root, its cifar-n/ folder, and the same beside it (e.g. ../shared/data/cifar-n)
+        looked = [  # the data root, its cifar-n/ folder, and the same beside it (a sibling cifar-n/)
             root / source.file_name, root / "cifar-n" / source.file_name,
             root.parent / source.file_name, root.parent / "cifar-n" / source.file_name,
         ]
