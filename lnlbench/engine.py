@@ -185,11 +185,19 @@ class ImageBatcher:
             out = torch.stack(list(_decode_pool().map(self.images.__getitem__, idx.tolist())))
         return out if same_device(out.device, self.device) else to_device(out, self.device)
 
-    def batch(self, idx: torch.Tensor, aug: torch.Generator | None = None) -> torch.Tensor:
-        """Preprocessed batch for sample indices `idx`, augmented (crop + flip) when a generator is given."""
+    def batch(
+        self,
+        idx: torch.Tensor,
+        aug: torch.Generator | None = None,
+        per_image: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Preprocessed batch for sample indices `idx`, augmented (crop + flip) when a generator is given, then
+        `per_image` (a uint8 C x H x W transform, e.g. an AutoAugment policy) applied to each image when given."""
         raw = self.uint8(idx)
         if aug is not None:
             raw = augment(raw, aug, pad=crop_padding(raw.shape[-1]))
+        if per_image is not None:
+            raw = torch.stack([per_image(image) for image in raw])
         x = preprocess(raw, self.size, self.mean, self.std)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

@@ -49,7 +49,6 @@ import torch
 import torch.nn.functional as F
 
 from lnlbench import engine, hookimpl, progress
-from lnlbench.data.transforms import augment, preprocess
 from lnlbench.methods import HParam, Method, MethodOutput, ScheduleItem, scale_epochs
 from lnlbench.mixmatch import co_guess, co_refine, linear_rampup, mix, semi_loss, uniform_prior_penalty
 from lnlbench.models import split_backbone_head
@@ -204,15 +203,8 @@ class ProjectedNet(torch.nn.Module):
 
 def strong_views(ctx: MethodContext, idx: torch.Tensor, aug: torch.Generator | None, policy) -> torch.Tensor:
     """Preprocessed strong views: the weak crop and flip, then the AutoAugment policy per image (its own draws from
-    the global RNG, reseeded per epoch), then the backbone's resize and normalisation."""
-    batcher = ctx.train
-    raw = batcher.uint8(idx)
-    if aug is not None:
-        raw = augment(raw, aug, pad=engine.crop_padding(raw.shape[-1]))
-    if policy is not None:
-        raw = torch.stack([policy(image) for image in raw])
-    x = preprocess(raw, batcher.size, batcher.mean, batcher.std)
-    return x.contiguous(memory_format=torch.channels_last) if batcher.channels_last else x
+    the global RNG, reseeded per epoch)."""
+    return ctx.train.batch(idx, aug, per_image=policy)
 
 
 def scaled_t_max(hp: dict) -> float:
