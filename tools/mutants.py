@@ -32,6 +32,7 @@ TURN = "tests/test_mechanisms_turn.py"
 DM = "tests/test_mechanisms_dividemix.py"
 CT = "tests/test_mechanisms_coteaching.py"
 METHODS = "tests/test_methods.py"
+UC = "tests/test_mechanisms_unicon.py"
 
 SYN = "lnlbench/noise/synthetic.py"
 IDN = "lnlbench/noise/idn.py"
@@ -40,6 +41,7 @@ MIX = "lnlbench/mixmatch.py"
 P_TURN = "plugins/turn.py"
 P_DM = "plugins/dividemix.py"
 P_CT = "plugins/coteaching.py"
+P_UC = "plugins/unicon.py"
 
 MUTANTS: tuple[Mutant, ...] = (
     # --- noise models -------------------------------------------------------------------------------------------------
@@ -392,5 +394,25 @@ MUTANTS: tuple[Mutant, ...] = (
         "loss2 = F.cross_entropy(logits2[pick_by_2].float(), y1[pick_by_2])",
         (f"{METHODS}::test_coteaching_peers_train_on_each_others_selection",),
         "co-teaching (shared order): network 2 trains on its own picks",
+    ),
+    # --- UNICON ---------------------------------------------------------------------------------------------------
+    Mutant(
+        "unicon-global-cut", P_UC,
+        "labeled = uniform_selection(jsd, ctx.noisy_labels, ratio, ctx.num_classes)",
+        "labeled = torch.sort(torch.argsort(jsd, stable=True)[: len(uniform_selection(jsd, ctx.noisy_labels, ratio, "
+        "ctx.num_classes))]).values",
+        (UC,), "UNICON: the labelled set is the lowest divergences overall, not an equal share of every class",
+    ),
+    Mutant(
+        "unicon-no-contrastive", P_UC,
+        'return lx + lamb * lu + float(hp["lambda_c"]) * contrastive + uniform_prior_penalty(logits)',
+        "return lx + lamb * lu + uniform_prior_penalty(logits)",
+        (UC,), "UNICON: the contrastive loss never enters the step",
+    ),
+    Mutant(
+        "unicon-mix-weak-views", P_UC,
+        "mix(torch.cat([x3, x4, u3, u4])",
+        "mix(torch.cat([x, x2, u, u2])",
+        (UC,), "UNICON: MixMatch mixes the weak views instead of the strong (AutoAugment) ones",
     ),
 )

@@ -59,8 +59,8 @@ CIFAR_N: dict[str, CifarNSource] = {
             "random3": "random_label3",
         },
         official_order_hint=(
-            "use the official CIFAR-10 release (cifar-10-python.tar.gz, e.g. `lnlbench run --download`) in its own "
-            "order and pass its folder as --data-root"
+            "use the official CIFAR-10 release (cifar-10-python.tar.gz, e.g. `lnlbench run --download`) or a copy "
+            "that keeps its order (e.g. one made by `build_cifar10.py DEST --official-order`), and pass --data-root DEST"
         ),
     ),
     "cifar100n": CifarNSource(
