@@ -1,18 +1,22 @@
 """Per-method efficiency: seconds per FLOP of a short run of every registered method, against `fft`'s.
 
-A method's FLOPs are counted over a real run of it, phase by phase, with `torch.utils.flop_counter` (through
-`lnlbench.flops.counted_phases`, which fixes torch's count of grouped-convolution backwards), and, for the methods
-that have one, predicted by the method's pass model (`lnlbench.flops.PASS_MODELS`: the network passes its structure
-requires); `counted / predicted` far above 1 would mean needless passes. Its seconds are the method's own phases
-(`cost.method_s`: everything but loading the data and the final test) of runs timed without the counter,
-interleaved with `fft`'s (the order reversed every round, the fastest of ROUNDS kept: other processes only ever add
-time), each with a fresh feature cache (so TURN and `lp` pay their feature pass).
+A method's FLOPs are those of the timed run: its pass model (`lnlbench.flops.PASS_MODELS`: the network passes its
+structure requires) applied to the timed run's own record (the sizes of the sets it selected and trained on), plus
+the head-only phases (a probe on cached features) as counted. The pass model is checked against a run counted phase
+by phase with `torch.utils.flop_counter` (`lnlbench.flops.counted_phases`, which fixes torch's count of
+grouped-convolution backwards): `counted / predicted` far above 1 would mean needless passes. The counted run is not
+the timed one (see `timed_flops`); a method without a pass model (a user's plugin) is priced by its count. Its seconds
+are the method's own phases (`cost.method_s`: everything but loading the data and the final test) of runs timed
+without the counter, interleaved with `fft`'s (the order reversed every round, the fastest of ROUNDS kept: other
+processes only ever add time), each with a fresh feature cache (so TURN and `lp` pay their feature pass).
 
 Efficiency ratio = (method seconds / method FLOPs) / (fft seconds / fft FLOPs); the target is <= 1.2 on CPU. The
-budget is one epoch (`Method.budget_hparams(1)`); DivideMix gets one warm-up and one training epoch.
-Every method in the registry is measured, plugins included; `LNLBENCH_BENCH_METHODS=fft,turn` picks some, and
-`LNLBENCH_EFFICIENCY_N=2000` trains on more images (per-run fixed costs, such as TURN's probe-rule fits and the
-per-epoch checkpoint, weigh less).
+budget is one epoch (`Method.budget_hparams(1)`); DivideMix gets one warm-up and one training epoch. GCE, SCE and ELR
+make `fft`'s exact passes with another loss: the spread of their ratios around 1 is the measurement's noise floor.
+Every method in the registry is measured, plugins included; `LNLBENCH_BENCH_METHODS=fft,turn` picks some,
+`LNLBENCH_EFFICIENCY_N` sets the training images (default 2,000: at a few hundred, per-run fixed costs such as the
+optimiser's creation, the per-epoch checkpoint and test set weigh on a short fine-tuning phase, see
+docs/performance.md) and `LNLBENCH_EFFICIENCY_ROUNDS` the timed rounds (default 3). About 12 minutes on 2 idle cores.
 
 Run: pytest benchmarks/bench_method_efficiency.py --benchmark-only
 """
@@ -30,9 +34,10 @@ from lnlbench.errors import ConfigError
 from lnlbench.harness import execute_run
 from lnlbench.plugin_manager import method_registry
 
-N_TRAIN = int(os.environ.get("LNLBENCH_EFFICIENCY_N", "256"))  # training images; fixed costs weigh less with more
+N_TRAIN = int(os.environ.get("LNLBENCH_EFFICIENCY_N", "2000"))  # training images; per-run fixed costs weigh less
 N_TEST = 128
-ROUNDS = 2
+ROUNDS = int(os.environ.get("LNLBENCH_EFFICIENCY_ROUNDS", "3"))
+FFT_WORK = ("gce", "sce", "elr")  # `fft`'s loop and passes with another per-sample loss
 TARGET = 1.2
 # DivideMix cannot train without a warm-up epoch first (its validate() refuses warmup >= epochs)
 BUDGET_OVERRIDES: dict[str, dict[str, Any]] = {"dividemix": {"epochs": 2, "warmup_epochs": 1}}
@@ -68,13 +73,28 @@ def run(config, out: Path) -> dict:
     return record
 
 
+def timed_flops(record: dict, counted: dict[str, float], per_image: float) -> tuple[float, str]:
+    """The FLOPs of a timed run: its pass model's prediction from the run's own record (the backbone's passes) plus
+    the counted run's head-only phases; the count alone for a method without a pass model.
+
+    The counted run cannot stand for the timed one: FlopCounterMode changes the floating-point results slightly
+    (fft's first-epoch loss 2.31267 against 2.31266), and a method whose work follows a data-dependent selection
+    then trains on a different set (DivideMix at 2,000 images: labelled sets 131 / 93 counted, 165 / 1,999 timed).
+    """
+    pred = flops.predicted_flops(record, per_image)
+    if pred is None:
+        return flops.method_flops(counted), "counted run (no pass model)"
+    head_only = sum(v for p, v in counted.items() if p in flops.HEAD_ONLY_PHASES)
+    return sum(pred.values()) + head_only, "timed run's passes"
+
+
 def test_flops_normalised_efficiency(benchmark, tmp_path, figures):
     names = methods()
     configs = {m: one_epoch_config(m) for m in names}
     per_image = flops.backbone_flops(benchkit.BACKBONE, benchkit.WEIGHTS, 10, benchkit.IMAGE_SIZE)
     counted: dict[str, dict[str, float]] = {}
     predicted: dict[str, dict[str, float] | None] = {}
-    best: dict[str, dict] = {}
+    best: dict[str, dict] = {}  # the fastest timed record per method
 
     def measure() -> None:
         run(configs["fft"], tmp_path / "warm-up")  # first-call costs of the process, not counted
@@ -85,30 +105,38 @@ def test_flops_normalised_efficiency(benchmark, tmp_path, figures):
             predicted[m] = flops.predicted_flops(record, per_image)
         for r in range(ROUNDS):
             for m in names if r % 2 == 0 else list(reversed(names)):
-                cost = run(configs[m], tmp_path / f"{m}-{r}")["cost"]
-                if m not in best or cost["method_s"] < best[m]["method_s"]:
-                    best[m] = cost
+                record = run(configs[m], tmp_path / f"{m}-{r}")
+                if m not in best or record["cost"]["method_s"] < best[m]["cost"]["method_s"]:
+                    best[m] = record  # other processes only ever add time
 
     benchmark.pedantic(measure, rounds=1, iterations=1)
     figures(f"data: {benchkit.source_name()}, {N_TRAIN} train / {N_TEST} test at {benchkit.IMAGE_SIZE} px, "
             f"{benchkit.BACKBONE} ({flops.describe(per_image)} forward per image); fastest of {ROUNDS} interleaved "
             f"runs; {benchkit.machine()}")
-    fft_rate = best["fft"]["method_s"] / flops.method_flops(counted["fft"])
+    work = {m: timed_flops(best[m], counted[m], per_image) for m in names}
+    fft_rate = best["fft"]["cost"]["method_s"] / work["fft"][0]
+
+    def counted_run_work(m: str) -> float:
+        return sum(predicted[m].values()) + sum(v for p, v in counted[m].items() if p in flops.HEAD_ONLY_PHASES)
+
     ratios = {}
     for m in names:
-        total = flops.method_flops(counted[m])
-        seconds = best[m]["method_s"]
+        total, source = work[m]
+        seconds = best[m]["cost"]["method_s"]
         ratios[m] = seconds / total / fft_rate
         pred = predicted[m]
         check = "no pass model" if pred is None else (
-            f"counted/predicted {total / sum(pred.values()):.3f} (backbone phases: "
-            + ", ".join(f"{p} {counted[m].get(p, 0.0) / v:.3f}" for p, v in sorted(pred.items())) + ")")
-        phases = ", ".join(
-            f"{p} {best[m]['phases'][p]:.2f} s / {flops.describe(counted[m].get(p, 0.0))}"
-            for p in best[m]["phases"] if p not in ("data", "test"))
-        figures(f"{m:<11} {flops.describe(total):>13}, {seconds:6.2f} s -> s/FLOP vs fft {ratios[m]:5.2f} "
+            f"counted/predicted on the counted run {flops.method_flops(counted[m]) / counted_run_work(m):.3f} "
+            "(backbone phases: " + ", ".join(f"{p} {counted[m].get(p, 0.0) / v:.3f}" for p, v in sorted(pred.items()))
+            + ")")
+        phases = ", ".join(f"{p} {v:.2f} s" for p, v in best[m]["cost"]["phases"].items() if p not in ("data", "test"))
+        figures(f"{m:<11} {flops.describe(total):>13} ({source}), {seconds:6.2f} s -> s/FLOP vs fft {ratios[m]:5.2f} "
                 f"(target <= {TARGET}); {check}; phases: {phases}")
-        benchmark.extra_info[m] = {"flops": total, "method_s": seconds, "ratio": ratios[m], "phases": best[m]["phases"],
-                                   "counted": counted[m], "predicted": pred}
+        benchmark.extra_info[m] = {"flops": total, "flops_source": source, "method_s": seconds, "ratio": ratios[m],
+                                   "phases": best[m]["cost"]["phases"], "counted": counted[m], "predicted": pred}
+    same_work = [m for m in names if m in FFT_WORK]
+    if same_work:  # methods doing fft's exact passes: their spread is this measurement's noise floor
+        figures("noise floor: methods that make fft's passes with another loss, s/FLOP vs fft: "
+                + ", ".join(f"{m} {ratios[m]:.2f}" for m in same_work))
     over = {m: round(r, 2) for m, r in ratios.items() if r > TARGET}
     figures(f"methods over {TARGET}x fft's s/FLOP: {over or 'none'}")

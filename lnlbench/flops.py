@@ -161,9 +161,7 @@ def dividemix_passes(record: dict, n_train: int, n_test: int) -> Passes:
     diag = record["metrics"]["diagnostics"]
     b = int(hp["batch_size"])
     out = Passes()
-    checked = {c["epoch"] for c in diag["warmup_checks"]}
-    for h in _epochs(record, "warmup"):
-        out.add("warmup", train=2 * n_train, forward=2 * n_test + (2 * n_train if h["epoch"] in checked else 0))
+    _warmup_passes(out, record, n_train, n_test)
     for sizes in diag["labeled_sizes"]:
         out.add("divide", forward=2 * n_train)
         for net in ("net1", "net2"):
@@ -199,9 +197,45 @@ def lp_passes(record: dict, n_train: int, n_test: int) -> Passes:
     return out
 
 
+def jocor_passes(record: dict, n_train: int, n_test: int) -> Passes:
+    """JoCoR: per epoch, both networks train on every full batch (the joint loss back-propagates through both; the
+    small-loss choice only masks it), then each network is tested."""
+    b = int(record["hparams"]["batch_size"])
+    out = Passes()
+    for _ in _epochs(record, "train"):
+        out.add("train", train=2 * sum(_full_batches(n_train, b, n_train > b)), forward=2 * n_test)
+    return out
+
+
+def _warmup_passes(out: Passes, record: dict, n_train: int, n_test: int) -> None:
+    """DivideMix's warm-up (shared by UNICON): each network trains on every image, plus the separation check's loss
+    forwards on the epochs it ran; the ensemble (both networks) on the test set."""
+    checked = {c["epoch"] for c in record["metrics"]["diagnostics"]["warmup_checks"]}
+    for h in _epochs(record, "warmup"):
+        out.add("warmup", train=2 * n_train, forward=2 * n_test + (2 * n_train if h["epoch"] in checked else 0))
+
+
+def unicon_passes(record: dict, n_train: int, n_test: int) -> Passes:
+    """UNICON. Warm-up as DivideMix. Then, per network and epoch: both networks forward the training set (the
+    divergences); per full labelled batch of b with an unlabelled batch of u, 4 u co-guessing and 2 b refining
+    forwards, the contrastive pair (2 u training passes through the projection head, when u >= 2) and one training
+    pass over the 2 b + 2 u mixed strong views. The ensemble's per-epoch test runs outside the method's phases."""
+    b = int(record["hparams"]["batch_size"])
+    out = Passes()
+    _warmup_passes(out, record, n_train, n_test)
+    for sel in record["metrics"]["diagnostics"]["selections"]:
+        out.add("select", forward=2 * n_train)
+        u = sel["unlabeled_batch"] if sel["unlabeled"] else 0
+        for _ in _full_batches(sel["labeled"], b, True):
+            out.add("train", forward=4 * u + 2 * b, train=2 * b + 2 * u + (2 * u if u >= 2 else 0))
+    return out
+
+
 PASS_MODELS: dict[str, Callable[[dict, int, int], Passes]] = {
     "fft": fft_passes, "coteaching": coteaching_passes, "dividemix": dividemix_passes, "turn": turn_passes,
-    "lp": lp_passes,
+    "lp": lp_passes, "jocor": jocor_passes, "unicon": unicon_passes,
+    # GCE, SCE and ELR run `fft`'s loop (training.finetune) with another per-sample loss: the same passes
+    "gce": fft_passes, "sce": fft_passes, "elr": fft_passes,
 }
 
 # Phases that train a head on cached features only: their FLOPs are the head's (counted, not predicted by the pass

@@ -33,6 +33,12 @@ RUNS = {
     "dividemix": {"epochs": 2, "warmup_epochs": 1, "batch_size": 8},
     "turn": {"ft_epochs": 1, "ft_batch_size": 16, "lp_lr": 0.01, "lp_weight_decay": 0.0},
     "lp": {"epochs": 1, "lr": 0.01, "weight_decay": 0.0},
+    "gce": {"epochs": 1, "batch_size": 16},
+    "sce": {"epochs": 1, "batch_size": 16},
+    "elr": {"epochs": 1, "batch_size": 16},
+    "jocor": {"epochs": 2, "batch_size": 16, "num_gradual": 1},
+    # batch 8 of 48 images: some full labelled batches, with an unlabelled batch of at least 2 (the contrastive pair)
+    "unicon": {"epochs": 2, "warmup_epochs": 1, "batch_size": 8},
 }
 
 
