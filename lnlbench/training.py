@@ -13,7 +13,6 @@ import torch
 from lnlbench import engine
 from lnlbench.errors import ConfigError
 from lnlbench.losses import per_sample_loss
-from lnlbench.probe_grid import fit_head_grid
 
 if TYPE_CHECKING:  # the context brings timm; hyperparameter readers import this module without it
     from lnlbench.context import MethodContext
@@ -45,29 +44,27 @@ class OptimSettings:
             opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
         else:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; use sgd, adam or adamw")
-        return opt, torch.optim.lr_scheduler.LambdaLR(opt, self.lr_factor(steps_per_epoch))
-
-    def lr_factor(self, steps_per_epoch: int) -> Callable[[int], float]:
-        """The schedule as a multiplier of the base lr at each 0-based optimiser step."""
         total = max(1, self.epochs * steps_per_epoch)
         if self.schedule == "cosine":
-            return lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
-        if self.schedule == "constant":
-            return lambda s: 1.0
-        if self.schedule == "step":
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+        elif self.schedule == "constant":
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+        elif self.schedule == "step":
             at = sorted(math.floor(f * total + 0.5) for f in self.milestones)  # halves up, as scale_epochs
-            return lambda s: 0.1 ** sum(s >= m for m in at)
-        raise ConfigError(f"unknown schedule {self.schedule!r}; use cosine, constant or step")
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.1 ** sum(s >= m for m in at))
+        else:
+            raise ConfigError(f"unknown schedule {self.schedule!r}; use cosine, constant or step")
+        return opt, sched
 
 
 # --- the linear probe's defaults: chosen on a held-out split of the NOISY training labels (issue 11) --------------
 
 PROBE_RULE = (
     "probe rule: hold out a seeded 20% of the training samples with their noisy labels, fit the probe on the other 80% "
-    "for every (lr, weight_decay) of the grid, all cells on one batch order (common random numbers), keep the pair "
-    "with the lowest held-out loss (the probe's own loss on noisy labels; smoother than held-out accuracy on a few "
-    "hundred samples), then fit on all samples; never the clean labels or the test set (a noisy validation split: "
-    "Chen et al., ICML 2019, show noisy validation accuracy is linear in clean accuracy under symmetric noise)"
+    "for every (lr, weight_decay) of the grid, keep the pair with the lowest held-out loss (the probe's own loss on "
+    "noisy labels; smoother than held-out accuracy on a few hundred samples), then fit on all samples; never the "
+    "clean labels or the test set (a noisy validation split: Chen et al., ICML 2019, show noisy validation accuracy "
+    "is linear in clean accuracy under symmetric noise)"
 )
 PROBE_LR_GRID = (1e-3, 1e-2)  # Adam's usual default (Kingma & Ba 2015) and ten times it
 PROBE_WEIGHT_DECAY_GRID = (0.0, 1e-3, 1e-2, 0.1, 0.3, 1.0)  # none, then decades up to the strongest useful L2
@@ -128,17 +125,20 @@ def choose_probe_settings(
     held, fit_idx = order[:n_out], order[n_out:]
     lrs = PROBE_LR_GRID if lr is None else (float(lr),)
     wds = PROBE_WEIGHT_DECAY_GRID if weight_decay is None else (float(weight_decay),)
-    cells = [(a, w) for a in lrs for w in wds]
-    trials = fit_head_grid(head, x[fit_idx], y[fit_idx], base, cells, loss, gce_q, ctx.rng(phase, "probe-rule"))
     grid = []
-    for (a, w), trial in zip(cells, trials):
-        with torch.inference_mode():
-            logits = trial(x[held])
-            held_loss = float(per_sample_loss(loss, logits, y[held], gce_q).mean())
-            held_acc = float((logits.argmax(1) == y[held]).float().mean())
-        grid.append({"lr": a, "weight_decay": w, "holdout_loss": held_loss, "holdout_noisy_acc": held_acc})
+    for i, a in enumerate(lrs):
+        for j, w in enumerate(wds):
+            trial = torch.nn.Linear(head.in_features, head.out_features).to(dev)
+            trial.load_state_dict(head.state_dict())
+            fit_head(trial, x[fit_idx], y[fit_idx], replace(base, lr=a, weight_decay=w), loss, gce_q,
+                     ctx.rng(phase, "probe-rule", i, j))
+            with torch.inference_mode():
+                logits = trial(x[held])
+                held_loss = float(per_sample_loss(loss, logits, y[held], gce_q).mean())
+                held_acc = float((logits.argmax(1) == y[held]).float().mean())
+            grid.append({"lr": a, "weight_decay": w, "holdout_loss": held_loss, "holdout_noisy_acc": held_acc})
     best = min(grid, key=lambda g: g["holdout_loss"])  # ties: the first in grid order
-    record = {"rule": PROBE_RULE, "holdout": n_out, "loss": loss, "batch_order": "shared by the grid", "grid": grid,
+    record = {"rule": PROBE_RULE, "holdout": n_out, "loss": loss, "grid": grid,
               "chosen": {"lr": best["lr"], "weight_decay": best["weight_decay"]}}
     saved.parent.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(record))

@@ -33,14 +33,12 @@ DM = "tests/test_mechanisms_dividemix.py"
 CT = "tests/test_mechanisms_coteaching.py"
 METHODS = "tests/test_methods.py"
 UC = "tests/test_mechanisms_unicon.py"
-PG = "tests/test_probe_grid.py"
 FLOPS = "tests/test_flops.py"
 
 SYN = "lnlbench/noise/synthetic.py"
 IDN = "lnlbench/noise/idn.py"
 SEL = "lnlbench/sample_selection.py"
 MIX = "lnlbench/mixmatch.py"
-GRID = "lnlbench/probe_grid.py"
 P_TURN = "plugins/turn.py"
 P_DM = "plugins/dividemix.py"
 P_CT = "plugins/coteaching.py"
@@ -417,25 +415,6 @@ MUTANTS: tuple[Mutant, ...] = (
         "mix(torch.cat([x3, x4, u3, u4])",
         "mix(torch.cat([x, x2, u, u2])",
         (UC,), "UNICON: MixMatch mixes the weak views instead of the strong (AutoAugment) ones",
-    ),
-    # --- the probe rule's grid, fitted together ----------------------------------------------------------------------
-    Mutant(
-        "probe-grid-one-lr", GRID,
-        "lr = self._per_cell(self.lrs, p) * lr_factor",
-        "lr = self.lrs[0] * lr_factor",
-        (PG,), "probe grid: every cell trains with the first cell's lr",
-    ),
-    Mutant(
-        "probe-grid-no-decay", GRID,
-        "g = g + wd * p  # L2 in the gradient, as torch's SGD and Adam",
-        "g = g + 0 * wd * p",
-        (PG,), "probe grid: SGD and Adam cells ignore their weight decay",
-    ),
-    Mutant(
-        "probe-grid-no-schedule", GRID,
-        "opt.step(grads, factor(step))",
-        "opt.step(grads, 1.0)",
-        (PG,), "probe grid: the lr schedule is not applied",
     ),
     Mutant(
         "unicon-needless-forward", P_UC,
