@@ -24,6 +24,7 @@ Run: pytest benchmarks/bench_method_efficiency.py --benchmark-only
 from __future__ import annotations
 
 import os
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,16 @@ def test_flops_normalised_efficiency(benchmark, tmp_path, figures):
     per_image = flops.backbone_flops(benchkit.BACKBONE, benchkit.WEIGHTS, 10, benchkit.IMAGE_SIZE)
     counted: dict[str, dict[str, float]] = {}
     predicted: dict[str, dict[str, float] | None] = {}
-    best: dict[str, dict] = {}  # the fastest timed record per method
+    timed: dict[str, list[dict]] = {m: [] for m in names}  # per method, its records round by round
+    fft_runs: list[list[dict]] = []  # per round, the fft runs between the methods' runs
+    stolen: dict[str, list[float]] = {m: [] for m in names}
+
+    def timed_run(m: str, out: Path) -> dict:
+        before = benchkit.stolen_s()
+        record = run(configs[m], out)
+        if before is not None:
+            stolen[m].append(benchkit.stolen_s() - before)
+        return record
 
     def measure() -> None:
         run(configs["fft"], tmp_path / "warm-up")  # first-call costs of the process, not counted
@@ -108,37 +118,55 @@ def test_flops_normalised_efficiency(benchmark, tmp_path, figures):
                 record = run(configs[m], tmp_path / f"count-{m}")
             counted[m] = counts
             predicted[m] = flops.predicted_flops(record, per_image)
-        for r in range(ROUNDS):
-            for m in names if r % 2 == 0 else list(reversed(names)):
-                record = run(configs[m], tmp_path / f"{m}-{r}")
-                if m not in best or record["cost"]["method_s"] < best[m]["cost"]["method_s"]:
-                    best[m] = record  # other processes only ever add time
+        others = [m for m in names if m != "fft"]
+        for r in range(ROUNDS):  # fft, m1, fft, m2, ..., fft: each method between two fft runs
+            fft_runs.append([timed_run("fft", tmp_path / f"fft-{r}-0")])
+            for i, m in enumerate(others if r % 2 == 0 else list(reversed(others))):
+                timed[m].append(timed_run(m, tmp_path / f"{m}-{r}"))
+                fft_runs[r].append(timed_run("fft", tmp_path / f"fft-{r}-{i + 1}"))
+        timed["fft"] = [f for rnd in fft_runs for f in rnd]
 
     benchmark.pedantic(measure, rounds=1, iterations=1)
     figures(f"data: {benchkit.source_name()}, {N_TRAIN} train / {N_TEST} test at {benchkit.IMAGE_SIZE} px, "
-            f"{benchkit.BACKBONE} ({flops.describe(per_image)} forward per image); fastest of {ROUNDS} interleaved "
-            f"runs; {benchkit.machine()}")
-    work = {m: timed_flops(best[m], counted[m], per_image) for m in names}
-    fft_rate = best["fft"]["cost"]["method_s"] / work["fft"][0]
+            f"{benchkit.BACKBONE} ({flops.describe(per_image)} forward per image); {ROUNDS} rounds, each method "
+            f"between two fft runs; {benchkit.machine()}")
+
+    def rate(record: dict, m: str) -> float:
+        """Seconds per FLOP of one timed run."""
+        return record["cost"]["method_s"] / timed_flops(record, counted[m], per_image)[0]
 
     def counted_run_work(m: str) -> float:
         return sum(predicted[m].values()) + head_only_flops(counted[m], predicted[m])
 
     ratios = {}
     for m in names:
-        total, source = work[m]
-        seconds = best[m]["cost"]["method_s"]
-        ratios[m] = seconds / total / fft_rate
+        if m == "fft":  # each fft run against its neighbours' mean: the spread of the baseline itself
+            per_round = [rate(rnd[i], "fft") / ((rate(rnd[i - 1], "fft") + rate(rnd[i + 1], "fft")) / 2)
+                         for rnd in fft_runs for i in range(1, len(rnd) - 1)] or [1.0]
+        else:  # a method's run against the mean of the fft runs just before and after it (same load, nearly)
+            others = [x for x in names if x != "fft"]
+            per_round = []
+            for r, record in enumerate(timed[m]):
+                i = (others if r % 2 == 0 else list(reversed(others))).index(m)
+                fft_rate = (rate(fft_runs[r][i], "fft") + rate(fft_runs[r][i + 1], "fft")) / 2
+                per_round.append(rate(record, m) / fft_rate)
+        ratios[m] = statistics.median(per_round)
+        total, source = timed_flops(timed[m][0], counted[m], per_image)
+        seconds = [t["cost"]["method_s"] for t in timed[m]]
         pred = predicted[m]
         check = "no pass model" if pred is None else (
             f"counted/predicted on the counted run {flops.method_flops(counted[m]) / counted_run_work(m):.3f} "
             "(backbone phases: " + ", ".join(f"{p} {counted[m].get(p, 0.0) / v:.3f}" for p, v in sorted(pred.items()))
             + ")")
-        phases = ", ".join(f"{p} {v:.2f} s" for p, v in best[m]["cost"]["phases"].items() if p not in ("data", "test"))
-        figures(f"{m:<11} {flops.describe(total):>13} ({source}), {seconds:6.2f} s -> s/FLOP vs fft {ratios[m]:5.2f} "
-                f"(target <= {TARGET}); {check}; phases: {phases}")
+        fastest = min(timed[m], key=lambda t: t["cost"]["method_s"])
+        phases = ", ".join(f"{p} {v:.2f} s" for p, v in fastest["cost"]["phases"].items() if p not in ("data", "test"))
+        steal = f"; stolen CPU s per run {min(stolen[m]):.1f} to {max(stolen[m]):.1f}" if stolen[m] else ""
+        figures(f"{m:<11} {flops.describe(total):>13} ({source}), {min(seconds):6.2f} to {max(seconds):6.2f} s -> "
+                f"s/FLOP vs fft {ratios[m]:5.2f} (median of {'/'.join(f'{x:.2f}' for x in per_round)}; target <= "
+                f"{TARGET}){steal}; {check}; phases of the fastest: {phases}")
         benchmark.extra_info[m] = {"flops": total, "flops_source": source, "method_s": seconds, "ratio": ratios[m],
-                                   "phases": best[m]["cost"]["phases"], "counted": counted[m], "predicted": pred}
+                                   "per_round": per_round, "stolen_s": stolen[m], "phases": fastest["cost"]["phases"],
+                                   "counted": counted[m], "predicted": pred}
     same_work = [m for m in names if m in FFT_WORK]
     if same_work:  # methods doing fft's exact passes: their spread is this measurement's noise floor
         figures("noise floor: methods that make fft's passes with another loss, s/FLOP vs fft: "

@@ -6,6 +6,7 @@ README), or of the embedded digits where that folder is absent; the record of ev
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -106,6 +107,16 @@ def interleaved(candidate: Callable[[], float], baseline: Callable[[], float], r
 
 def median(values: list[float]) -> float:
     return float(statistics.median(values))
+
+
+def stolen_s() -> float | None:
+    """CPU seconds the hypervisor has taken from this virtual machine since boot, over all its CPUs (the `steal`
+    column of /proc/stat); None where it cannot be read. On a shared VM it is what makes identical runs differ."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def machine() -> str:
