@@ -71,7 +71,9 @@ def test_cost_scales_with_images(benchmark, tmp_path, figures):
                 best: dict[int, dict] = {}
                 for r in range(ROUNDS):
                     for n in SIZES if r % 2 == 0 else tuple(reversed(SIZES)):
+                        before = benchkit.stolen_s()
                         record = run(one_epoch_config(m, n, N_TEST, px), tmp_path / f"{m}-{px}-{n}-{r}")
+                        record["stolen_s"] = None if before is None else benchkit.stolen_s() - before
                         if n not in best or record["cost"]["method_s"] < best[n]["cost"]["method_s"]:
                             best[n] = record  # other processes only ever add time
                 timings[(m, px)] = [best[n] for n in SIZES]
@@ -95,8 +97,10 @@ def test_cost_scales_with_images(benchmark, tmp_path, figures):
         in_work = "" if None in work else "; fit a + b W^k in predicted GFLOP W: k = {2:.2f}, fixed a = {0:.2f} s".format(
             *fit_power([sum(w.values()) / 1e9 for w in work], t))
         mem = "/".join(f"{c.get('peak_mem_mb', float('nan')):.0f}" for c in costs)
+        steal = "/".join("?" if r["stolen_s"] is None else f"{r['stolen_s']:.1f}" for r in records)
         figures(f"{m:<11} {px:>3} px: " + ", ".join(f"{n} -> {s:6.2f} s" for n, s in zip(SIZES, t))
                 + f"; fit a + b n^k: k = {k:.2f}, fixed a = {a:.2f} s; slope {SIZES[-2]}->{SIZES[-1]}: {local:.2f}"
-                + in_work + f"; s per predicted GFLOP {per_work}; peak memory MB {mem}")
+                + in_work + f"; s per predicted GFLOP {per_work}; peak memory MB {mem}; stolen CPU s {steal}")
         benchmark.extra_info[f"{m}@{px}"] = {"seconds": t, "a": a, "b": b, "k": k, "local_slope": local,
-                                             "peak_mem_mb": [c.get("peak_mem_mb") for c in costs]}
+                                             "peak_mem_mb": [c.get("peak_mem_mb") for c in costs],
+                                             "stolen_s": [r["stolen_s"] for r in records]}
