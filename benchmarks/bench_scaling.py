@@ -71,6 +71,16 @@ def fit_power(n: list[float], t: list[float]) -> tuple[float, float, float]:
     return best[1], best[2], best[3]
 
 
+def linear_in_work(gflops: list[float], t: list[float]) -> str:
+    """t = a + b W by least squares (k fixed at 1): the fixed cost a, the marginal seconds per GFLOP b (to compare
+    across methods: the same for every method when none wastes time per unit of work) and the largest residual.
+    With three points the power fit above trades a against k; this one does not."""
+    design = np.stack([np.ones(len(gflops)), np.asarray(gflops, float)], 1)
+    (a, b), *_ = np.linalg.lstsq(design, np.asarray(t, float), rcond=None)
+    residual = float(np.max(np.abs(design @ np.array([a, b]) - t) / np.asarray(t, float)))
+    return f"a = {a:.2f} s + {1000 * b:.1f} ms per GFLOP, largest residual {residual:.0%}"
+
+
 def test_cost_scales_with_images(benchmark, tmp_path, figures):
     names = methods()
     px_list = image_sizes()
@@ -109,7 +119,8 @@ def test_cost_scales_with_images(benchmark, tmp_path, figures):
         # the same fit against the predicted work: k near 1 means time follows the passes the method must make, even
         # where its work is not proportional to n (a selection that keeps a different share of n at each size)
         in_work = "" if None in work else "; fit a + b W^k in predicted GFLOP W: k = {2:.2f}, fixed a = {0:.2f} s".format(
-            *fit_power([sum(w.values()) / 1e9 for w in work], t))
+            *fit_power([sum(w.values()) / 1e9 for w in work], t)) + "; linear in W: {}".format(
+            linear_in_work([sum(w.values()) / 1e9 for w in work], t))
         mem = "/".join(f"{c.get('peak_mem_mb', float('nan')):.0f}" for c in costs)
         steal = "/".join("?" if r["stolen_s"] is None else f"{r['stolen_s']:.1f}" for r in records)
         figures(f"{m:<11} {px:>3} px: " + ", ".join(f"{n} -> {s:6.2f} s" for n, s in zip(SIZES, t))
