@@ -16,7 +16,7 @@ make `fft`'s exact passes with another loss: the spread of their ratios around 1
 Every method in the registry is measured, plugins included; `LNLBENCH_BENCH_METHODS=fft,turn` picks some,
 `LNLBENCH_EFFICIENCY_N` sets the training images (default 2,000: at a few hundred, per-run fixed costs such as the
 optimiser's creation, the per-epoch checkpoint and test set weigh on a short fine-tuning phase, see
-docs/performance.md) and `LNLBENCH_EFFICIENCY_ROUNDS` the timed rounds (default 3). About 12 minutes on 2 idle cores.
+docs/performance.md) and `LNLBENCH_EFFICIENCY_ROUNDS` the timed rounds (default 3). About 20 minutes on 2 cores.
 
 Run: pytest benchmarks/bench_method_efficiency.py --benchmark-only
 """

@@ -9,9 +9,9 @@ and b >= 0 (a grid over k, least squares for a and b); with three sizes the fit 
 local slope between the two largest sizes (log t ratio / log n ratio) is printed beside it. Peak memory is the run's
 own (`cost.peak_mem_mb`: resident set on the CPU, allocated GPU memory on CUDA; lnlbench.memory).
 
-Cost per round: about 7 minutes on 2 idle cores at 32 px for the five built-in methods (more with plugins), about
-four times that at 64 px; LNLBENCH_SCALING_ROUNDS=1 halves it. Pick with
-LNLBENCH_BENCH_METHODS=fft,turn (default: every registered method) and LNLBENCH_SCALING_SIZES=32 (default 32,64).
+Cost per round for the ten built-in methods on 2 cores, each run in a fresh process: about 10 minutes at 32 px and
+20 at 64 px; LNLBENCH_SCALING_ROUNDS=1 halves the default. Pick with LNLBENCH_BENCH_METHODS=fft,turn (default: every
+registered method) and LNLBENCH_SCALING_SIZES=32 (default 32,64).
 
 Run: pytest benchmarks/bench_scaling.py --benchmark-only
 """
