@@ -7,10 +7,13 @@ by phase with `torch.utils.flop_counter` (`lnlbench.flops.counted_phases`, which
 grouped-convolution backwards): `counted / predicted` far above 1 would mean needless passes. The counted run is not
 the timed one (see `timed_flops`); a method without a pass model (a user's plugin) is priced by its count. Its seconds
 are the method's own phases (`cost.method_s`: everything but loading the data and the final test) of runs timed
-without the counter, interleaved with `fft`'s (the order reversed every round, the fastest of ROUNDS kept: other
-processes only ever add time), each with a fresh feature cache (so TURN and `lp` pay their feature pass).
+without the counter, each with a fresh feature cache (so TURN and `lp` pay their feature pass). Every timed run sits
+between two `fft` runs (fft, m1, fft, m2, ..., fft; the order reversed every round) and is compared with their mean:
+on a shared VM the time the hypervisor takes drifts over minutes, so neighbours share it and a session-wide fastest
+does not.
 
-Efficiency ratio = (method seconds / method FLOPs) / (fft seconds / fft FLOPs); the target is <= 1.2 on CPU. The
+Efficiency ratio = (method seconds / method FLOPs) / (neighbouring fft seconds / fft FLOPs), the median over the
+rounds; the target is <= 1.2 on CPU. The
 budget is one epoch (`Method.budget_hparams(1)`); DivideMix gets one warm-up and one training epoch. GCE, SCE and ELR
 make `fft`'s exact passes with another loss: the spread of their ratios around 1 is the measurement's noise floor.
 Every method in the registry is measured, plugins included; `LNLBENCH_BENCH_METHODS=fft,turn` picks some,
@@ -101,7 +104,7 @@ def test_flops_normalised_efficiency(benchmark, tmp_path, figures):
     counted: dict[str, dict[str, float]] = {}
     predicted: dict[str, dict[str, float] | None] = {}
     timed: dict[str, list[dict]] = {m: [] for m in names}  # per method, its records round by round
-    fft_runs: list[list[dict]] = []  # per round, the fft runs between the methods' runs
+    paired: dict[str, list[tuple[dict, dict, dict]]] = {m: [] for m in names}  # (run, fft before it, fft after it)
     stolen: dict[str, list[float]] = {m: [] for m in names}
 
     def timed_run(m: str, out: Path) -> dict:
@@ -120,11 +123,14 @@ def test_flops_normalised_efficiency(benchmark, tmp_path, figures):
             predicted[m] = flops.predicted_flops(record, per_image)
         others = [m for m in names if m != "fft"]
         for r in range(ROUNDS):  # fft, m1, fft, m2, ..., fft: each method between two fft runs
-            fft_runs.append([timed_run("fft", tmp_path / f"fft-{r}-0")])
+            ffts = [timed_run("fft", tmp_path / f"fft-{r}-0")]
             for i, m in enumerate(others if r % 2 == 0 else list(reversed(others))):
                 timed[m].append(timed_run(m, tmp_path / f"{m}-{r}"))
-                fft_runs[r].append(timed_run("fft", tmp_path / f"fft-{r}-{i + 1}"))
-        timed["fft"] = [f for rnd in fft_runs for f in rnd]
+                ffts.append(timed_run("fft", tmp_path / f"fft-{r}-{i + 1}"))
+                paired[m].append((timed[m][-1], ffts[-2], ffts[-1]))
+            # each inner fft run against the fft runs either side of it: the spread of the baseline itself
+            paired["fft"] += [(ffts[i], ffts[i - 1], ffts[i + 1]) for i in range(1, len(ffts) - 1)]
+            timed["fft"] += ffts
 
     benchmark.pedantic(measure, rounds=1, iterations=1)
     figures(f"data: {benchkit.source_name()}, {N_TRAIN} train / {N_TEST} test at {benchkit.IMAGE_SIZE} px, "
@@ -140,16 +146,8 @@ def test_flops_normalised_efficiency(benchmark, tmp_path, figures):
 
     ratios = {}
     for m in names:
-        if m == "fft":  # each fft run against its neighbours' mean: the spread of the baseline itself
-            per_round = [rate(rnd[i], "fft") / ((rate(rnd[i - 1], "fft") + rate(rnd[i + 1], "fft")) / 2)
-                         for rnd in fft_runs for i in range(1, len(rnd) - 1)] or [1.0]
-        else:  # a method's run against the mean of the fft runs just before and after it (same load, nearly)
-            others = [x for x in names if x != "fft"]
-            per_round = []
-            for r, record in enumerate(timed[m]):
-                i = (others if r % 2 == 0 else list(reversed(others))).index(m)
-                fft_rate = (rate(fft_runs[r][i], "fft") + rate(fft_runs[r][i + 1], "fft")) / 2
-                per_round.append(rate(record, m) / fft_rate)
+        # a run against the mean of the fft runs before and after it (the same load, nearly)
+        per_round = [rate(run_, m) / ((rate(a, "fft") + rate(b, "fft")) / 2) for run_, a, b in paired[m]] or [1.0]
         ratios[m] = statistics.median(per_round)
         total, source = timed_flops(timed[m][0], counted[m], per_image)
         seconds = [t["cost"]["method_s"] for t in timed[m]]

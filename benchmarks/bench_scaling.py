@@ -112,15 +112,14 @@ def test_cost_scales_with_images(benchmark, tmp_path, figures):
         # seconds per predicted GFLOP: constant when time follows the work, even where the work is not linear in n
         # (DivideMix trains on its labelled set, whose size the division decides)
         work = [flops.predicted_flops(r, per_image[px]) for r in records]
-        per_work = "n/a (no pass model)" if None in work else "/".join(
-            f"{s / (sum(w.values()) / 1e9):.3f}" for s, w in zip(t, work))
         a, b, k = fit_power(list(SIZES), t)
         local = math.log(t[-1] / t[-2]) / math.log(SIZES[-1] / SIZES[-2])
         # the same fit against the predicted work: k near 1 means time follows the passes the method must make, even
         # where its work is not proportional to n (a selection that keeps a different share of n at each size)
-        in_work = "" if None in work else "; fit a + b W^k in predicted GFLOP W: k = {2:.2f}, fixed a = {0:.2f} s".format(
-            *fit_power([sum(w.values()) / 1e9 for w in work], t)) + "; linear in W: {}".format(
-            linear_in_work([sum(w.values()) / 1e9 for w in work], t))
+        gflops = None if None in work else [sum(w.values()) / 1e9 for w in work]
+        in_work = "" if gflops is None else "; fit a + b W^k in predicted GFLOP W: k = {2:.2f}, fixed a = {0:.2f} s".format(
+            *fit_power(gflops, t)) + f"; linear in W: {linear_in_work(gflops, t)}"
+        per_work = "n/a (no pass model)" if gflops is None else "/".join(f"{s / g:.3f}" for s, g in zip(t, gflops))
         mem = "/".join(f"{c.get('peak_mem_mb', float('nan')):.0f}" for c in costs)
         steal = "/".join("?" if r["stolen_s"] is None else f"{r['stolen_s']:.1f}" for r in records)
         figures(f"{m:<11} {px:>3} px: " + ", ".join(f"{n} -> {s:6.2f} s" for n, s in zip(SIZES, t))
