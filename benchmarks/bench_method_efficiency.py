@@ -169,5 +169,5 @@ def test_flops_normalised_efficiency(benchmark, tmp_path, figures):
     if same_work:  # methods doing fft's exact passes: their spread is this measurement's noise floor
         figures("noise floor: methods that make fft's passes with another loss, s/FLOP vs fft: "
                 + ", ".join(f"{m} {ratios[m]:.2f}" for m in same_work))
-    over = {m: round(r, 2) for m, r in ratios.items() if r > TARGET}
+    over = {m: round(r, 2) for m, r in ratios.items() if r > TARGET and m != "fft"}  # fft's own line is its spread
     figures(f"methods over {TARGET}x fft's s/FLOP: {over or 'none'}")
